@@ -1,0 +1,81 @@
+"""The Celery configuration that client and worker share.
+
+JSON only, late acknowledgement, every key under the tenant's prefix. The
+visibility timeout must stay far above the longest countdown: a countdown task
+older than it is redelivered and runs twice (the poll lease absorbs that, but
+it costs a wasted task).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+
+from jobgate.client.connection import check_url
+from jobgate.client.errors import ConfigurationError
+from jobgate.client.keys import Keys, check_tenant
+
+VISIBILITY_TIMEOUT_ENV = "JOBGATE_VISIBILITY_TIMEOUT_S"
+DEFAULT_VISIBILITY_TIMEOUT_S = 3600
+RESULT_EXPIRES_S = 24 * 3600
+
+
+def visibility_timeout_s() -> int:
+    raw = os.environ.get(VISIBILITY_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_VISIBILITY_TIMEOUT_S
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{VISIBILITY_TIMEOUT_ENV}={raw!r} must be a whole number > 0")
+    return int(raw)
+
+
+def celery_config(url: str, tenant: str) -> dict[str, Any]:
+    """Settings for a Celery app that talks to `url` as `tenant`."""
+    prefix = Keys(check_tenant(tenant)).prefix
+    visibility = visibility_timeout_s()
+    return {
+        "broker_url": check_url(url),
+        "result_backend": url,
+        "broker_transport_options": {
+            "global_keyprefix": prefix,
+            "visibility_timeout": visibility,
+            # kombu sweeps `unacked` every interval x throttle seconds (100 s by
+            # default); tie the sweep to the visibility timeout instead.
+            "unacked_restore_interval": max(1, min(10, visibility // 10)),
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 5,
+            "socket_timeout": 30,
+        },
+        "result_backend_transport_options": {"global_keyprefix": prefix},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": RESULT_EXPIRES_S,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A client facing a dead Redis fails within a couple of seconds, not minutes.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def make_celery(url: str, tenant: str, *, main: str = "jobgate") -> Celery:
+    app = Celery(main, set_as_current=False)
+    app.conf.update(celery_config(url, tenant))
+    return app

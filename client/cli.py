@@ -1,0 +1,252 @@
+"""The ``jobgate`` command: run a worker, submit and follow jobs.
+
+``jobgate worker`` replaces itself with ``celery -A jobgate.workers.app worker``
+(the client never imports the worker package); everything else talks to Redis
+through `Gateway`. Built on click, which celery already brings, so the command
+works on a client-only install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from typing import Any
+
+import click
+
+from jobgate.client.connection import TENANT_ENV, URL_ENV, check_url, mask_url
+from jobgate.client.errors import JobgateError
+from jobgate.client.gateway import Gateway, Job, Stream
+from jobgate.client.models import JobRecord, JobSpec, JobStatus
+from jobgate.client.profiles import load_profile
+
+url_option = click.option(
+    "--url", envvar=URL_ENV, required=True, help=f"Redis URL (or set {URL_ENV})."
+)
+tenant_option = click.option(
+    "--tenant",
+    envvar=TENANT_ENV,
+    default="default",
+    show_default=True,
+    help=f"Key namespace in Redis (or set {TENANT_ENV}).",
+)
+
+
+def _gateway(url: str, tenant: str) -> Gateway:
+    return Gateway(url, tenant=tenant)
+
+
+def _print_record(record: JobRecord) -> None:
+    click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
+
+
+@click.group()
+def main() -> None:
+    """jobgate: submit batch jobs to clusters through Redis."""
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--profile",
+    "profiles",
+    multiple=True,
+    required=True,
+    help="Cluster profile to serve (name or path); repeat for several.",
+)
+@url_option
+@tenant_option
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Worker processes.")
+@click.option("--loglevel", default="info", show_default=True)
+@click.option("--hostname", default=None, help="Worker name (default jobgate-<clusters>@<host>).")
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    profiles: tuple[str, ...],
+    url: str,
+    tenant: str,
+    concurrency: int,
+    loglevel: str,
+    hostname: str | None,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Serve cluster profiles: consume their queues and poll their schedulers.
+
+    Extra arguments after `--` go to `celery worker` unchanged.
+    """
+    check_url(url)
+    clusters = [load_profile(p).name for p in profiles]
+    queues = [q for c in clusters for q in (f"jobgate.{c}", f"jobgate.{c}.poll")]
+    name = hostname or f"jobgate-{'-'.join(clusters)}@{socket.gethostname()}"
+    env = {**os.environ, URL_ENV: url, TENANT_ENV: tenant, "JOBGATE_PROFILES": ",".join(profiles)}
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "jobgate.workers.app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        name,
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        "--without-mingle",
+        "--without-gossip",
+        *celery_args,
+    ]
+    click.echo(
+        f"jobgate worker {name}: clusters {', '.join(clusters)} at {mask_url(url)}", err=True
+    )
+    os.execve(sys.executable, argv, env)  # noqa: S606 - becomes the worker, by design
+
+
+@main.command()
+@click.argument("cluster")
+@click.argument("command", nargs=-1, required=True)
+@click.option("--name", default="job", show_default=True)
+@click.option("--array", default=None, help="Array indices, e.g. 0-9%2.")
+@click.option("--tag", "tags", multiple=True)
+@click.option("--env", "env", multiple=True, help="NAME=VALUE for the job's environment.")
+@click.option("--wait/--no-wait", default=False, help="Follow stdout, then print the record.")
+@url_option
+@tenant_option
+def submit(
+    cluster: str,
+    command: tuple[str, ...],
+    name: str,
+    array: str | None,
+    tags: tuple[str, ...],
+    env: tuple[str, ...],
+    wait: bool,
+    url: str,
+    tenant: str,
+) -> None:
+    """Submit COMMAND (run by /bin/sh -c when it is one word, as argv otherwise)."""
+    variables = dict(item.split("=", 1) for item in env if "=" in item)
+    if len(variables) != len(env):
+        raise click.BadParameter("use NAME=VALUE", param_hint="--env")
+    spec: dict[str, Any] = {
+        "name": name,
+        "command": command[0] if len(command) == 1 else list(command),
+        "tags": list(tags),
+        "env": variables,
+    }
+    if array:
+        spec["array"] = array
+    with _gateway(url, tenant) as gw:
+        job = gw.submit(JobSpec.model_validate(spec), cluster=cluster)
+        click.echo(job.id)
+        if wait:
+            _follow(job)
+            _print_record(job.wait())
+
+
+def _follow(job: Job) -> None:
+    for chunk in job.logs(follow=True):
+        click.echo(chunk, nl=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--fresh", is_flag=True, help="Ask a worker to query the cluster first.")
+@url_option
+@tenant_option
+def status(job_id: str, fresh: bool, url: str, tenant: str) -> None:
+    """Print a job's record as JSON."""
+    with _gateway(url, tenant) as gw:
+        _print_record(gw.job(job_id).record(fresh=fresh))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--timeout", "timeout_s", type=float, default=None)
+@url_option
+@tenant_option
+def wait(job_id: str, timeout_s: float | None, url: str, tenant: str) -> None:
+    """Wait for a job to finish and print its final record."""
+    with _gateway(url, tenant) as gw:
+        _print_record(gw.job(job_id).wait(timeout_s=timeout_s))
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--stderr", is_flag=True, help="Read stderr instead of stdout.")
+@click.option("-f", "--follow", is_flag=True, help="Keep reading until the job finishes.")
+@click.option("--index", type=int, default=None, help="Element of an array job.")
+@url_option
+@tenant_option
+def logs(job_id: str, stderr: bool, follow: bool, index: int | None, url: str, tenant: str) -> None:
+    """Print a job's output."""
+    with _gateway(url, tenant) as gw:
+        stream: Stream = "stderr" if stderr else "stdout"
+        for chunk in gw.job(job_id).logs(stream, follow=follow, index=index):
+            click.echo(chunk, nl=False)
+
+
+@main.command()
+@click.argument("job_id")
+@url_option
+@tenant_option
+def cancel(job_id: str, url: str, tenant: str) -> None:
+    """Cancel a job and print its record."""
+    with _gateway(url, tenant) as gw:
+        _print_record(gw.job(job_id).cancel())
+
+
+@main.command(name="list")
+@click.option("--cluster", default=None)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in JobStatus], case_sensitive=False),
+)
+@click.option("--tag", "tags", multiple=True)
+@click.option("--owner", default=None)
+@click.option("--name", default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--newest-first", "reverse", is_flag=True)
+@url_option
+@tenant_option
+def list_jobs(
+    cluster: str | None,
+    statuses: tuple[str, ...],
+    tags: tuple[str, ...],
+    owner: str | None,
+    name: str | None,
+    limit: int,
+    reverse: bool,
+    url: str,
+    tenant: str,
+) -> None:
+    """List jobs, one line each: id, status, cluster, name, created."""
+    with _gateway(url, tenant) as gw:
+        records = gw.list(
+            statuses={JobStatus(s.upper()) for s in statuses} or None,
+            cluster=cluster,
+            tags=tags or None,
+            owner=owner,
+            name=name,
+            limit=limit,
+            reverse=reverse,
+        )
+    width = shutil.get_terminal_size().columns
+    for r in records:
+        line = f"{r.id}  {r.status.value:<9}  {r.cluster:<12}  {r.name:<20}  {r.created_at:%F %T}"
+        click.echo(line[:width])
+
+
+def run() -> None:
+    """Entry point: jobgate errors become one clear line and exit status 1."""
+    try:
+        main(standalone_mode=True)
+    except JobgateError as e:
+        click.echo(f"jobgate: {e}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

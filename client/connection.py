@@ -1,0 +1,69 @@
+"""Redis connections and the translation of connection failures into jobgate errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from kombu.exceptions import OperationalError
+
+from jobgate.client.errors import BrokerUnavailableError, ConfigurationError
+
+URL_ENV = "JOBGATE_URL"
+TENANT_ENV = "JOBGATE_TENANT"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+def url_from_env() -> str:
+    url = os.environ.get(URL_ENV)
+    if not url:
+        raise ConfigurationError(
+            f"no Redis URL: set {URL_ENV} (e.g. redis://127.0.0.1:6379/0) or pass one"
+        )
+    return check_url(url)
+
+
+def tenant_from_env() -> str:
+    """``JOBGATE_TENANT``, or 'default'."""
+    return os.environ.get(TENANT_ENV, "default")
+
+
+def check_url(url: str) -> str:
+    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"Redis URL {mask_url(url)!r} must start with redis://, rediss:// or unix://"
+        )
+    return url
+
+
+def connect(url: str) -> redis.Redis:
+    """A redis-py client for the job store: text replies, bounded connect and read times."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=30,
+    )
+
+
+@contextmanager
+def broker_errors(url: str) -> Iterator[None]:
+    """Turn redis-py and kombu connection failures into BrokerUnavailableError."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as e:
+        raise BrokerUnavailableError(mask_url(url), str(e) or type(e).__name__) from e

@@ -1,0 +1,61 @@
+"""Every error jobgate raises to a user, under one root: `JobgateError`.
+
+Third-party exceptions (redis, kombu, celery) are wrapped with ``from e`` so
+that callers catch one tree and still see the cause.
+"""
+
+from __future__ import annotations
+
+
+class JobgateError(Exception):
+    """Root of every error jobgate raises."""
+
+
+class ConfigurationError(JobgateError):
+    """A required setting is missing or malformed; the message says how to set it."""
+
+
+class BrokerUnavailableError(JobgateError):
+    """Redis (broker, result backend and job store) cannot be reached."""
+
+    def __init__(self, url: str, cause: str) -> None:
+        super().__init__(f"cannot reach Redis at {url}: {cause}")
+        self.url = url
+
+
+class SpecInvalidError(JobgateError, ValueError):
+    """A job spec, profile or argument failed validation."""
+
+
+class ProfileNotFoundError(JobgateError):
+    """No cluster profile has the requested name or path."""
+
+
+class JobNotFoundError(JobgateError, KeyError):
+    """No job record has this id (never submitted, or purged after its retention)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class JobTimeoutError(JobgateError, TimeoutError):
+    """A wait for a job or for a worker's answer ran out of time."""
+
+
+class BackendError(JobgateError):
+    """A scheduler or backend call failed.
+
+    ``transient`` says whether retrying the same call later can succeed
+    (controller busy, socket timeout) or not (rejected job, bad option).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class SchedulerUnavailableError(BackendError):
+    """The scheduler did not answer (timeout, daemon down); always transient."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, transient=True)

@@ -1,0 +1,307 @@
+"""`Gateway` submits and finds jobs; `Job` follows one.
+
+A submit writes the job record (state NEW) and enqueues ``jobgate.submit`` to
+the cluster's queue, then returns at once; nothing waits on the cluster.
+Waiting reads the job's event stream in Redis (blocking reads, no busy polling);
+logs, fresh status and cancel are tasks answered by a worker on the cluster.
+"""
+
+from __future__ import annotations
+
+import builtins
+import getpass
+import os
+import re
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from pydantic import TypeAdapter, ValidationError
+
+from jobgate.client import errors, ids, routing
+from jobgate.client.celeryconf import make_celery
+from jobgate.client.connection import (
+    broker_errors,
+    check_url,
+    connect,
+    mask_url,
+    tenant_from_env,
+    url_from_env,
+)
+from jobgate.client.errors import JobgateError, JobTimeoutError, SpecInvalidError
+from jobgate.client.keys import Keys, check_tenant
+from jobgate.client.models import ClusterName, JobRecord, JobSpec, JobStatus, Transition
+from jobgate.client.store import JobStore
+
+_OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_CLUSTER = TypeAdapter(ClusterName)
+LOG_CHUNK_BYTES = 1 << 20
+Stream = Literal["stdout", "stderr"]
+
+
+def default_owner() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+class Gateway:
+    """Entry point of the client: submit jobs to clusters served by jobgate workers."""
+
+    def __init__(self, url: str, *, tenant: str = "default", owner: str | None = None) -> None:
+        self.url = check_url(url)
+        self.tenant = check_tenant(tenant)
+        self.owner = owner or default_owner()
+        if not _OWNER.match(self.owner):
+            raise SpecInvalidError(
+                f"owner {self.owner!r} may hold only letters, digits and . _ @ - (max 64)"
+            )
+        self.keys = Keys(self.tenant)
+        self.store = JobStore(connect(self.url), self.keys, self.url)
+        self._celery: Celery | None = None
+
+    @classmethod
+    def from_env(cls, *, owner: str | None = None) -> Gateway:
+        """A gateway for ``JOBGATE_URL`` (required) and ``JOBGATE_TENANT`` (default 'default')."""
+        return cls(url_from_env(), tenant=tenant_from_env(), owner=owner)
+
+    def __repr__(self) -> str:
+        return f"Gateway({mask_url(self.url)!r}, tenant={self.tenant!r})"
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.redis.close()
+        if self._celery is not None:
+            self._celery.close()
+
+    @property
+    def celery(self) -> Celery:
+        """The Celery app this gateway sends with (for ``AsyncResult(..., app=gw.celery)``)."""
+        if self._celery is None:
+            self._celery = make_celery(self.url, self.tenant, main="jobgate-client")
+        return self._celery
+
+    def submit(self, spec: JobSpec | Mapping[str, Any], cluster: str) -> Job:
+        """Record the job and queue it for `cluster`; returns its handle at once."""
+        spec = _as_spec(spec)
+        try:
+            cluster = _CLUSTER.validate_python(cluster)
+        except ValidationError as e:
+            raise SpecInvalidError(
+                f"cluster {cluster!r} is not a cluster name (lowercase RFC 1123 label)"
+            ) from e
+        job_id = ids.new_job_id()
+        created = ids.created_at(job_id)
+        record = JobRecord(
+            id=job_id,
+            cluster=cluster,
+            owner=self.owner,
+            name=spec.name,
+            tags=spec.tags,
+            spec=spec,
+            result_id=str(uuid.uuid4()),
+            status=JobStatus.NEW,
+            created_at=created,
+            updated_at=created,
+            history=[Transition(status=JobStatus.NEW, at=created, reason="accepted by gateway")],
+        )
+        self.store.create(record)
+        with broker_errors(self.store.url):
+            self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
+        return Job(self, job_id, cluster, record.result_id)
+
+    def job(self, job_id: str) -> Job:
+        """The handle of an existing job, e.g. one submitted by another process."""
+        record = self.store.get(ids.check_job_id(job_id))
+        return Job(self, record.id, record.cluster, record.result_id)
+
+    def list(
+        self,
+        statuses: Iterable[JobStatus] | None = None,
+        cluster: str | None = None,
+        tags: Iterable[str] | None = None,
+        owner: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        reverse: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> builtins.list[JobRecord]:
+        """Job records matching every given filter, oldest first (`reverse`: newest first).
+
+        Pages through Redis indexes: pass the last id of one page as `after` to get
+        the next. `since`/`until` bound the creation time, both inclusive.
+        """
+        return self.store.list_records(
+            statuses=statuses,
+            cluster=cluster,
+            tags=tags,
+            owner=owner,
+            name=name,
+            since=since,
+            until=until,
+            reverse=reverse,
+            limit=limit,
+            after=after,
+        )
+
+    def scheduler_queries(self, cluster: str) -> int:
+        """How many batched status queries workers have made to `cluster`'s scheduler."""
+        return int(self.store.query_stats(cluster).get("queries", 0))
+
+    def call(
+        self,
+        task: str,
+        args: Sequence[Any],
+        cluster: str,
+        *,
+        timeout_s: float,
+        expires: bool = True,
+    ) -> dict[str, Any]:
+        """Run a client-facing task on a worker of `cluster` and return its answer.
+
+        With `expires`, a task no worker picked up within `timeout_s` is dropped
+        instead of running late.
+        """
+        queue = routing.queue(cluster)
+        with broker_errors(self.store.url):
+            result = self.celery.send_task(
+                task, args=list(args), queue=queue, expires=timeout_s if expires else None
+            )
+            try:
+                answer = result.get(timeout=timeout_s, propagate=False)
+            except CeleryTimeoutError as e:
+                raise JobTimeoutError(
+                    f"no worker serving cluster {cluster!r} (queue {queue}) answered {task} "
+                    f"within {timeout_s:g} s; start one with: jobgate worker --profile {cluster}"
+                ) from e
+            failed = result.failed()
+            result.forget()
+        if failed:
+            raise JobgateError(f"{task} failed on the worker: {answer!r}")
+        if not isinstance(answer, dict):
+            raise JobgateError(f"{task} returned {type(answer).__name__}, expected a mapping")
+        error = answer.get("error")
+        if error:
+            error_type = getattr(errors, str(error.get("type")), JobgateError)
+            if not (isinstance(error_type, type) and issubclass(error_type, JobgateError)):
+                error_type = JobgateError
+            raise error_type(error.get("message", "unknown error"))
+        return answer
+
+
+class Job:
+    """Handle of one job: its status, logs, final record, cancellation."""
+
+    def __init__(self, gateway: Gateway, job_id: str, cluster: str, result_id: str) -> None:
+        self.gateway = gateway
+        self.id = job_id
+        self.cluster = cluster
+        self.result_id = result_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r}, cluster={self.cluster!r})"
+
+    def record(self, *, fresh: bool = False, timeout_s: float = 30.0) -> JobRecord:
+        """The job's record from the store; `fresh` asks a worker to query the cluster first."""
+        if not fresh:
+            return self.gateway.store.get(self.id)
+        answer = self.gateway.call(routing.MONITOR, [self.id], self.cluster, timeout_s=timeout_s)
+        return JobRecord.model_validate(answer["record"])
+
+    def status(self, *, fresh: bool = False) -> JobStatus:
+        return self.record(fresh=fresh).status
+
+    def wait(self, timeout_s: float | None = None) -> JobRecord:
+        """Block until the job finishes and return its final record.
+
+        Reads the job's event stream with blocking reads, so it returns as soon as
+        the finishing transition is written. Raises JobTimeoutError on timeout.
+        """
+        store = self.gateway.store
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        after = store.last_event_id(self.id)
+        record = store.get(self.id)
+        while not record.status.is_finished:
+            block_s = 5.0
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobTimeoutError(
+                        f"job {self.id} still {record.status.value} after {timeout_s:g} s"
+                    )
+                block_s = min(block_s, remaining)
+            events = store.read_events(self.id, after, max(1, int(block_s * 1000)))
+            if events:
+                after = events[-1][0]
+            record = store.get(self.id)
+        return record
+
+    def logs(
+        self,
+        stream: Stream = "stdout",
+        *,
+        follow: bool = False,
+        index: int | None = None,
+        timeout_s: float = 30.0,
+    ) -> Iterator[str]:
+        """The job's output in chunks. With `follow`, keep reading until the job finishes.
+
+        `index` picks an element of an array job (default: its first index).
+        """
+        if stream not in ("stdout", "stderr"):
+            raise SpecInvalidError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        store = self.gateway.store
+        offset = 0
+        after = store.last_event_id(self.id)
+        while True:
+            chunk = self.gateway.call(
+                routing.LOGS,
+                [self.id, stream, offset, index, LOG_CHUNK_BYTES],
+                self.cluster,
+                timeout_s=timeout_s,
+            )
+            if chunk["data"]:
+                offset = chunk["offset"]
+                yield chunk["data"]
+                continue
+            if not follow or chunk["complete"]:
+                return
+            events = store.read_events(self.id, after, 1000)
+            if events:
+                after = events[-1][0]
+
+    def cancel(self, *, timeout_s: float = 60.0) -> JobRecord:
+        """Cancel the job (its whole process group or scheduler job) and return its record.
+
+        If no worker answers within `timeout_s`, JobTimeoutError is raised and the
+        cancellation stays queued: it runs when a worker for the cluster is back.
+        """
+        answer = self.gateway.call(
+            routing.CANCEL, [self.id], self.cluster, timeout_s=timeout_s, expires=False
+        )
+        return JobRecord.model_validate(answer["record"])
+
+
+def _as_spec(spec: JobSpec | Mapping[str, Any]) -> JobSpec:
+    if isinstance(spec, JobSpec):
+        return spec
+    try:
+        return JobSpec.model_validate(spec)
+    except ValidationError as e:
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in err['loc']) or '(spec)'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise SpecInvalidError(f"Invalid job spec:\n{problems}") from e

@@ -1,0 +1,21 @@
+"""Task names and queue names: the wire contract between client and workers."""
+
+from __future__ import annotations
+
+SUBMIT = "jobgate.submit"
+POLL = "jobgate.poll"
+MONITOR = "jobgate.monitor"
+CANCEL = "jobgate.cancel"
+LOGS = "jobgate.logs"
+RETRIEVE = "jobgate.retrieve"
+RECONCILE = "jobgate.reconcile"
+
+
+def queue(cluster: str) -> str:
+    """Queue of the client-facing tasks of a cluster (submit, monitor, cancel, logs)."""
+    return f"jobgate.{cluster}"
+
+
+def poll_queue(cluster: str) -> str:
+    """Queue of a cluster's polling chain and reconcile, so countdowns never delay a submit."""
+    return f"jobgate.{cluster}.poll"

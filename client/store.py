@@ -1,0 +1,422 @@
+"""The job store in Redis: records, atomic transitions, list indexes and events.
+
+A record is a hash (``job:<id>``) beside its history list and a capped event
+stream. Every write that touches more than one key runs as one Lua script, so a
+finished job can never be moved back by a late poll, and indexes never disagree
+with records. The store, not Celery's result backend, is the source of truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import redis
+
+from jobgate.client import ids
+from jobgate.client.connection import broker_errors
+from jobgate.client.errors import JobNotFoundError
+from jobgate.client.keys import Keys
+from jobgate.client.models import ElementState, JobRecord, JobSpec, JobStatus, Transition
+
+EVENT_STREAM_MAXLEN = 64
+LIST_BUDGET = 5000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def utcnow() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def _lua(name: str) -> str:
+    return resources.files("jobgate.client").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def _guarded(
+    method: Callable[Concatenate[JobStore, P], R],
+) -> Callable[Concatenate[JobStore, P], R]:
+    @functools.wraps(method)
+    def wrapper(self: JobStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with broker_errors(self.url):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A job's status as observed, with whatever details the backend reported."""
+
+    job_id: str
+    status: JobStatus
+    reason: str | None = None
+    exit_code: int | None = None
+    backend_id: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    elements: list[ElementState] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TransitionOutcome:
+    """What a transition did: applied, updated, same, stale, finished or missing."""
+
+    outcome: str
+    previous: JobStatus | None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+class JobStore:
+    """Records of one tenant's jobs in one Redis."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, url: str) -> None:
+        """`url` is only used in error messages, with its password masked."""
+        self.redis = client
+        self.keys = keys
+        self.url = url
+        self._create = client.register_script(_lua("create"))
+        self._transition = client.register_script(_lua("transition"))
+        self._list = client.register_script(_lua("list"))
+        self._purge = client.register_script(_lua("purge"))
+
+    # -- records ---------------------------------------------------------------
+
+    @_guarded
+    def create(self, record: JobRecord) -> None:
+        """Store a new record (state NEW) with its indexes and first event."""
+        fields = {
+            "id": record.id,
+            "cluster": record.cluster,
+            "owner": record.owner,
+            "name": record.name,
+            "tags": json.dumps(record.tags),
+            "spec": record.spec.model_dump_json(),
+            "result_id": record.result_id,
+            "status": record.status.value,
+            "created_at": record.created_at.isoformat(),
+            "updated_at": record.updated_at.isoformat(),
+            "observed_at": "0",
+        }
+        first = record.history[0]
+        created = self._create(
+            args=[
+                self.keys.prefix,
+                record.id,
+                json.dumps(fields),
+                record.cluster,
+                record.owner,
+                record.name,
+                json.dumps(record.tags),
+                first.model_dump_json(),
+                json.dumps(self._event("transition", record.id, record.cluster, first, None)),
+                EVENT_STREAM_MAXLEN,
+            ]
+        )
+        if not created:
+            raise ValueError(f"job {record.id} already exists")
+
+    @staticmethod
+    def _event(
+        kind: str, job_id: str, cluster: str, t: Transition, previous: JobStatus | None
+    ) -> dict[str, str]:
+        return {
+            "kind": kind,
+            "id": job_id,
+            "cluster": cluster,
+            "status": t.status.value,
+            "previous": previous.value if previous else "",
+            "at": t.at.isoformat(),
+            "reason": t.reason or "",
+            "exit_code": _text(t.exit_code),
+        }
+
+    @_guarded
+    def get(self, job_id: str) -> JobRecord:
+        record = self.get_many([job_id])[0]
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id} in tenant {self.keys.tenant!r}")
+        return record
+
+    @_guarded
+    def cluster_of(self, job_id: str) -> str:
+        cluster = self.redis.hget(self.keys.job(job_id), "cluster")
+        if cluster is None:
+            raise JobNotFoundError(f"no job {job_id} in tenant {self.keys.tenant!r}")
+        return str(cluster)
+
+    @_guarded
+    def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        """Records in the order of `job_ids`; None where a record does not exist."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.lrange(self.keys.history(job_id), 0, -1)
+        replies = pipe.execute()
+        return [
+            self._decode(replies[i], replies[i + 1]) if replies[i] else None
+            for i in range(0, len(replies), 2)
+        ]
+
+    @staticmethod
+    def _decode(fields: dict[str, str], history: list[str]) -> JobRecord:
+        def opt(name: str) -> str | None:
+            return fields.get(name) or None
+
+        exit_code = opt("exit_code")
+        elements = opt("elements")
+        return JobRecord(
+            id=fields["id"],
+            cluster=fields["cluster"],
+            owner=fields["owner"],
+            name=fields["name"],
+            tags=json.loads(fields["tags"]),
+            spec=JobSpec.model_validate_json(fields["spec"]),
+            result_id=fields["result_id"],
+            status=JobStatus(fields["status"]),
+            reason=opt("reason"),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            backend_id=opt("backend_id"),
+            created_at=datetime.fromisoformat(fields["created_at"]),
+            updated_at=datetime.fromisoformat(fields["updated_at"]),
+            started_at=datetime.fromisoformat(s) if (s := opt("started_at")) else None,
+            finished_at=datetime.fromisoformat(s) if (s := opt("finished_at")) else None,
+            history=[Transition.model_validate_json(h) for h in history],
+            elements=[ElementState.model_validate(e) for e in json.loads(elements)]
+            if elements
+            else [],
+        )
+
+    # -- transitions -------------------------------------------------------------
+
+    @_guarded
+    def transition(
+        self, update: StatusUpdate, *, observed_at: float, retention_s: float
+    ) -> TransitionOutcome:
+        """Apply one observed status atomically; see lua/transition.lua for the rules.
+
+        `observed_at` is when the backend state was read (epoch seconds): an
+        observation older than the last one applied is ignored as stale.
+        """
+        return self.transition_many([update], observed_at=observed_at, retention_s=retention_s)[0]
+
+    @_guarded
+    def transition_many(
+        self, updates: Sequence[StatusUpdate], *, observed_at: float, retention_s: float
+    ) -> list[TransitionOutcome]:
+        """`transition` for many jobs in one round trip (each one still atomic)."""
+        now = utcnow()
+        pipe = self.redis.pipeline(transaction=False)
+        for u in updates:
+            entry = Transition(status=u.status, at=now, reason=u.reason, exit_code=u.exit_code)
+            self._transition(
+                args=[
+                    self.keys.prefix,
+                    u.job_id,
+                    u.status.value,
+                    repr(observed_at),
+                    now.isoformat(),
+                    u.reason or "",
+                    _text(u.exit_code),
+                    u.backend_id or "",
+                    _text(u.started_at),
+                    _text(u.finished_at),
+                    json.dumps([e.model_dump(mode="json") for e in u.elements])
+                    if u.elements
+                    else "",
+                    entry.model_dump_json(),
+                    int(retention_s),
+                    EVENT_STREAM_MAXLEN,
+                ],
+                client=pipe,
+            )
+        return [
+            TransitionOutcome(outcome, JobStatus(previous) if previous else None)
+            for outcome, previous in pipe.execute()
+        ]
+
+    @_guarded
+    def active(self, cluster: str) -> dict[str, str]:
+        """Submitted, unfinished jobs of a cluster: job id -> backend id."""
+        return self.redis.hgetall(self.keys.active(cluster))  # type: ignore[return-value]
+
+    # -- listing -------------------------------------------------------------------
+
+    @_guarded
+    def list_ids(
+        self,
+        *,
+        statuses: Iterable[JobStatus] | None = None,
+        cluster: str | None = None,
+        tags: Iterable[str] | None = None,
+        owner: str | None = None,
+        name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        reverse: bool = False,
+        limit: int = 100,
+        after: str | None = None,
+    ) -> list[str]:
+        """Ids matching every filter, in creation order (newest first if `reverse`).
+
+        Runs on the index sorted sets: the smallest matching index drives, the
+        others are membership checks. `after` continues after a previous page's
+        last id; `since`/`until` bound creation time (inclusive).
+        """
+        if limit <= 0:
+            return []
+        k = self.keys
+        all_of = [k.index_cluster(cluster)] if cluster else []
+        all_of += [k.index_owner(owner)] if owner else []
+        all_of += [k.index_name(name)] if name else []
+        all_of += [k.index_tag(t) for t in sorted(set(tags or ()))]
+        any_of = sorted({k.index_status(JobStatus(s)) for s in statuses}) if statuses else []
+        if statuses is not None and not any_of:
+            return []
+        drivers = self._pick_drivers(all_of, any_of)
+        if drivers == any_of:
+            any_of = []
+        else:
+            all_of = [key for key in all_of if key not in drivers]
+
+        lo = f"[{ids.time_prefix(since)}" if since else "-"
+        hi = f"({ids.time_prefix(until + timedelta(milliseconds=1))}" if until else "+"
+        if after:
+            ids.check_job_id(after)
+            if reverse:
+                hi = min(hi, f"({after}", key=_upper_bound_key)
+            else:
+                lo = max(lo, f"({after}", key=_lower_bound_key)
+
+        found: list[str] = []
+        while len(found) < limit:
+            reply = self._list(
+                args=[
+                    lo,
+                    hi,
+                    limit - len(found),
+                    "1" if reverse else "0",
+                    LIST_BUDGET,
+                    len(drivers),
+                    *drivers,
+                    len(all_of),
+                    *all_of,
+                    len(any_of),
+                    *any_of,
+                ]
+            )
+            state, last, *page = reply
+            found.extend(page)
+            if state != "more":
+                break
+            if reverse:
+                hi = f"({last}"
+            else:
+                lo = f"({last}"
+        return found
+
+    def _pick_drivers(self, all_of: list[str], any_of: list[str]) -> list[str]:
+        """The index (or status indexes, merged) with the fewest members."""
+        candidates: list[list[str]] = [[key] for key in all_of]
+        if any_of:
+            candidates.append(any_of)
+        if not candidates:
+            return [self.keys.index_all]
+        pipe = self.redis.pipeline(transaction=False)
+        for group in candidates:
+            for key in group:
+                pipe.zcard(key)
+        sizes = iter(pipe.execute())
+        totals = [sum(next(sizes) for _ in group) for group in candidates]
+        return candidates[totals.index(min(totals))]
+
+    def list_records(self, **filters: Any) -> list[JobRecord]:
+        """Records matching the filters of `list_ids` (purged records are skipped)."""
+        return [r for r in self.get_many(self.list_ids(**filters)) if r is not None]
+
+    # -- events ------------------------------------------------------------------
+
+    @_guarded
+    def last_event_id(self, job_id: str) -> str:
+        """The id of the newest event of a job ('0' if none), to read on from."""
+        newest: Any = self.redis.xrevrange(self.keys.events(job_id), count=1)
+        return str(newest[0][0]) if newest else "0"
+
+    @_guarded
+    def read_events(
+        self, job_id: str, after: str, block_ms: int
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Events of a job after event id `after`, blocking up to `block_ms` for the first."""
+        reply: Any = self.redis.xread({self.keys.events(job_id): after}, block=block_ms, count=100)
+        if not reply:
+            return []
+        return [(event_id, json.loads(f["event"])) for event_id, f in reply[0][1]]
+
+    # -- finalization and retention -----------------------------------------------
+
+    @_guarded
+    def pending_finalization(self, limit: int = 500) -> list[str]:
+        """Finished jobs whose final result has not been stored yet, oldest first."""
+        pending: list[str] = self.redis.zrange(self.keys.finalize_pending, 0, limit - 1)  # type: ignore[assignment]
+        return pending
+
+    @_guarded
+    def mark_finalized(self, job_id: str) -> None:
+        self.redis.zrem(self.keys.finalize_pending, job_id)
+
+    @_guarded
+    def purge_expired(self, now_s: float, limit: int = 1000) -> int:
+        """Delete finished records past their retention; returns how many."""
+        return int(self._purge(args=[self.keys.prefix, repr(now_s), limit]))
+
+    # -- scheduler query accounting ----------------------------------------------
+
+    @_guarded
+    def count_query(self, cluster: str, jobs: int, at_s: float) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hincrby(self.keys.stats(cluster), "queries", 1)
+        pipe.hincrby(self.keys.stats(cluster), "jobs_queried", jobs)
+        pipe.hset(self.keys.stats(cluster), "last_query_at", repr(at_s))
+        pipe.execute()
+
+    @_guarded
+    def count_poll(self, cluster: str, outcome: str) -> None:
+        """Count a polling chain step by outcome (continued, ended, superseded)."""
+        self.redis.hincrby(self.keys.stats(cluster), f"polls_{outcome}", 1)
+
+    @_guarded
+    def query_stats(self, cluster: str) -> dict[str, float]:
+        """A cluster's counters: queries, jobs_queried, last_query_at, polls_<outcome>."""
+        raw: dict[str, str] = self.redis.hgetall(self.keys.stats(cluster))  # type: ignore[assignment]
+        return {key: float(value) for key, value in raw.items()}
+
+
+def _lower_bound_key(bound: str) -> tuple[str, int]:
+    """Order lex lower bounds so that max() picks the tighter one."""
+    if bound == "-":
+        return ("", 0)
+    return (bound[1:], 1 if bound[0] == "(" else 0)
+
+
+def _upper_bound_key(bound: str) -> tuple[str, int]:
+    """Order lex upper bounds so that min() picks the tighter one."""
+    if bound == "+":
+        return ("\U0010ffff", 1)
+    return (bound[1:], 0 if bound[0] == "(" else 1)

@@ -1,0 +1,1 @@
+"""Cluster profiles shipped with jobgate (YAML files beside this module)."""

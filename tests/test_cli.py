@@ -1,0 +1,64 @@
+"""The `jobgate` command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ProfileFactory, WorkerFactory
+
+from jobgate.client import Gateway
+
+JOBGATE = str(Path(sys.executable).parent / "jobgate")
+
+
+def jobgate(gateway: Gateway, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JOBGATE_URL": gateway.url, "JOBGATE_TENANT": gateway.tenant}
+    return subprocess.run(
+        [JOBGATE, *args], env=env, capture_output=True, text=True, timeout=120, check=check
+    )
+
+
+def test_submit_wait_logs_list(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    start_worker(make_profile())
+    job_id = jobgate(
+        gateway, "submit", "local", "--name", "cli", "--tag", "t1", "--", "echo hi $((1 + 1))"
+    ).stdout.strip()
+    record = json.loads(jobgate(gateway, "wait", job_id, "--timeout", "60").stdout)
+    assert (record["id"], record["status"], record["exit_code"]) == (job_id, "SUCCEEDED", 0)
+    assert jobgate(gateway, "logs", job_id).stdout == "hi 2\n"
+    listed = jobgate(gateway, "list", "--cluster", "local", "--tag", "t1").stdout
+    assert listed.split()[:2] == [job_id, "SUCCEEDED"]
+    assert json.loads(jobgate(gateway, "status", job_id).stdout)["name"] == "cli"
+
+
+def test_submit_with_wait_follows_output(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    start_worker(make_profile())
+    out = jobgate(gateway, "submit", "local", "--wait", "--", "echo", "a  b", "c").stdout
+    job_id, output, record = out.split("\n", 2)
+    assert output == "a  b c"  # argv form: the double space survives, no shell splitting
+    assert json.loads(record)["id"] == job_id
+    assert json.loads(record)["status"] == "SUCCEEDED"
+
+
+def test_errors_are_one_clear_line(gateway: Gateway) -> None:
+    bad_id = jobgate(gateway, "status", "nope", check=False)
+    assert bad_id.returncode == 1
+    assert bad_id.stderr.strip().startswith("jobgate: job id 'nope' is not a jobgate id")
+    unknown = jobgate(gateway, "worker", "--profile", "lokal", check=False)
+    assert unknown.returncode == 1
+    assert "did you mean 'local'" in unknown.stderr
+    no_url = subprocess.run(
+        [JOBGATE, "list"],
+        env={k: v for k, v in os.environ.items() if k != "JOBGATE_URL"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert no_url.returncode == 2
+    assert "--url" in no_url.stderr

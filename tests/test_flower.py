@@ -1,0 +1,53 @@
+"""Flower, started for the tenant, sees the workers' tasks; task arguments are ids only and
+answers carrying job data are not shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import devstack
+from conftest import ProfileFactory, WorkerFactory, wait_for
+from test_gateway_e2e import TIMEOUT_S
+
+from jobgate.client import Gateway, JobSpec, routing
+
+
+def _tasks(flower: devstack.Flower) -> dict[str, dict[str, Any]]:
+    tasks: dict[str, dict[str, Any]] = flower.get_json("/api/tasks")
+    return tasks
+
+
+def test_flower_shows_tasks_with_ids_only(
+    gateway: Gateway,
+    make_profile: ProfileFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    flower = devstack.Flower(
+        tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
+    ).start()
+    try:
+        start_worker(make_profile())
+        job = gateway.submit(
+            JobSpec(name="shown", command="echo private-output", env={"TOKEN": "s3cr3t"}),
+            cluster="local",
+        )
+        job.wait(timeout_s=TIMEOUT_S)
+        assert "".join(job.logs()) == "private-output\n"
+
+        def seen() -> dict[str, dict[str, Any]] | None:
+            by_name = {t["name"]: t for t in _tasks(flower).values()}
+            wanted = {routing.SUBMIT, routing.POLL, routing.LOGS}
+            done = wanted <= by_name.keys() and by_name[routing.LOGS]["state"] == "SUCCESS"
+            return by_name if done else None
+
+        tasks = wait_for(seen, what="Flower to show submit, poll and logs tasks")
+        assert tasks[routing.SUBMIT]["args"] == repr([job.id])
+        assert tasks[routing.SUBMIT]["state"] == "SUCCESS"
+        shown = json.dumps(list(_tasks(flower).values()))
+        assert "private-output" not in shown
+        assert "s3cr3t" not in shown
+    finally:
+        flower.stop()

@@ -1,0 +1,161 @@
+"""The polling chain: one per cluster, one batched scheduler query per interval.
+
+The lease key holds ``<token>:<seq>``. Every poll task carries its chain's token
+and its step number; running it claims the lease by moving it to ``seq + 1``.
+A duplicated or redelivered message (same step) finds the lease moved on and
+stops, and so does a chain started by someone else (other token). If the chain
+dies with its worker, the lease expires and reconcile starts a new chain.
+When a cluster has no active job the chain ends, atomically with that check,
+and the next submit starts a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from celery import Celery
+
+from jobgate.client import routing
+from jobgate.client.errors import JobgateError
+from jobgate.client.profiles import ClusterProfile
+from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.workers.backends import Backend
+from jobgate.workers.finalize import finalize
+from jobgate.workers.locks import held
+
+log = logging.getLogger(__name__)
+
+QUERY_LOCK_S = 120
+
+_CLAIM = """
+local cur = redis.call('GET', KEYS[1])
+if cur == false or cur == ARGV[1] .. ':' .. ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1] .. ':' .. (tonumber(ARGV[2]) + 1), 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_END_IF_IDLE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('HLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def start_chain(store: JobStore, app: Celery, profile: ClusterProfile) -> bool:
+    """Start the cluster's polling chain unless one holds the lease; True if started."""
+    token = uuid.uuid4().hex
+    lease_ms = int(profile.effective_lease_ttl_s * 1000)
+    if not store.redis.set(store.keys.poll_lease(profile.name), f"{token}:0", nx=True, px=lease_ms):
+        return False
+    app.send_task(
+        routing.POLL, args=[profile.name, token, 0], queue=routing.poll_queue(profile.name)
+    )
+    log.info("started polling chain %s for cluster %s", token, profile.name)
+    return True
+
+
+def claim_step(store: JobStore, profile: ClusterProfile, token: str, seq: int) -> bool:
+    """Claim step `seq` of chain `token`; False means this message must stop."""
+    lease_ms = int(profile.effective_lease_ttl_s * 1000)
+    claimed = store.redis.eval(_CLAIM, 1, store.keys.poll_lease(profile.name), token, seq, lease_ms)
+    return bool(claimed)
+
+
+def end_if_idle(store: JobStore, cluster: str, token: str, next_seq: int) -> bool:
+    """End the chain if the cluster has no active job (atomic with that check)."""
+    ended = store.redis.eval(
+        _END_IF_IDLE,
+        2,
+        store.keys.poll_lease(cluster),
+        store.keys.active(cluster),
+        f"{token}:{next_seq}",
+    )
+    return bool(ended)
+
+
+def refresh(
+    store: JobStore,
+    app: Celery,
+    backend: Backend,
+    profile: ClusterProfile,
+    *,
+    max_age_s: float | None = None,
+) -> int:
+    """Query the scheduler once for all active jobs of the cluster and apply every change.
+
+    Skipped when another query of this cluster is under way, or when the last one
+    is younger than `max_age_s`. Returns the number of jobs queried.
+    """
+    cluster = profile.name
+    if max_age_s is not None:
+        last = store.query_stats(cluster).get("last_query_at", 0.0)
+        if time.time() - last < max_age_s:
+            return 0
+    with held(store.redis, store.keys.query_lock(cluster), QUERY_LOCK_S) as taken:
+        active = store.active(cluster) if taken else {}
+        if not active:
+            return 0
+        observed_at = time.time()
+        observations = backend.query(sorted(set(active.values())))
+        store.count_query(cluster, len(active), observed_at)
+        updates = [
+            StatusUpdate(
+                job_id=job_id,
+                status=seen.status,
+                reason=seen.reason,
+                exit_code=seen.exit_code,
+                started_at=seen.started_at,
+                finished_at=seen.finished_at,
+                elements=seen.elements,
+            )
+            for job_id, backend_id in active.items()
+            if (seen := observations.get(backend_id)) is not None
+        ]
+        outcomes = store.transition_many(
+            updates, observed_at=observed_at, retention_s=profile.retention_s
+        )
+    for update, outcome in zip(updates, outcomes, strict=True):
+        if outcome.applied and update.status.is_finished:
+            finalize(store, app, update.job_id)
+    return len(active)
+
+
+def poll_step(
+    store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, token: str, seq: int
+) -> str:
+    """One step of the chain: claim, refresh, then continue or end. Returns what it did."""
+    outcome = _step(store, app, backend, profile, token, seq)
+    store.count_poll(profile.name, outcome)
+    return outcome
+
+
+def _step(
+    store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, token: str, seq: int
+) -> str:
+    if not claim_step(store, profile, token, seq):
+        return "superseded"
+    started = time.monotonic()
+    try:
+        refresh(store, app, backend, profile)
+    except JobgateError as e:
+        log.warning("poll of cluster %s failed; the chain goes on: %s", profile.name, e)
+    except Exception:  # the chain must outlive any one failed query
+        log.exception("poll of cluster %s failed; the chain goes on", profile.name)
+    if end_if_idle(store, profile.name, token, seq + 1):
+        log.info("polling chain %s for cluster %s ended: no active jobs", token, profile.name)
+        return "ended"
+    # The next step is due one interval after this one began, however long the query took.
+    elapsed = time.monotonic() - started
+    app.send_task(
+        routing.POLL,
+        args=[profile.name, token, seq + 1],
+        queue=routing.poll_queue(profile.name),
+        countdown=max(0.0, profile.poll_interval_s - elapsed),
+    )
+    return "continued"

@@ -1,0 +1,80 @@
+"""Worker start-up: which queues to consume, and the reconcile timer.
+
+A worker consumes ``jobgate.<cluster>`` and ``jobgate.<cluster>.poll`` for each
+profile it serves, whatever ``-Q`` said, and checks at start that each profile's
+backend loads, so a misconfigured host fails at once rather than job by job.
+Reconcile runs from a timer in the worker itself (no celery beat needed): every
+reconcile interval, one worker per cluster (a short Redis lock decides which)
+sends ``jobgate.reconcile``; the first round goes out as the worker starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from celery import Celery, bootsteps, signals
+
+from jobgate.client import routing
+from jobgate.client.connection import connect, tenant_from_env, url_from_env
+from jobgate.client.keys import Keys
+from jobgate.client.profiles import ClusterProfile
+from jobgate.workers.backends import get_backend
+from jobgate.workers.runtime import served_profiles
+
+log = logging.getLogger(__name__)
+
+
+def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> None:
+    profiles = served_profiles()
+    for profile in profiles.values():
+        get_backend(profile)
+    queues = instance.app.amqp.queues
+    queues.deselect([conf.task_default_queue])
+    for cluster in profiles:
+        queues.select_add(routing.queue(cluster))
+        queues.select_add(routing.poll_queue(cluster))
+    log.info("serving clusters: %s", ", ".join(sorted(profiles)))
+
+
+class ReconcileTimer(bootsteps.StartStopStep):
+    """Sends ``jobgate.reconcile`` for every served cluster, periodically."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.timer_ref: Any = None
+
+    def start(self, worker: Any) -> None:
+        profiles = served_profiles()
+        client = connect(url_from_env())
+        keys = Keys(tenant_from_env())
+        interval_s = min(p.reconcile_interval_s for p in profiles.values())
+        args = (worker.app, client, keys, list(profiles.values()))
+        self._tick(*args)
+        self.timer_ref = worker.timer.call_repeatedly(interval_s, self._tick, args)
+
+    def stop(self, worker: Any) -> None:
+        if self.timer_ref is not None:
+            self.timer_ref.cancel()
+
+    @staticmethod
+    def _tick(app: Celery, client: redis.Redis, keys: Keys, profiles: list[ClusterProfile]) -> None:
+        for profile in profiles:
+            try:
+                lock_ms = int(profile.reconcile_interval_s * 1000 * 0.9)
+                if client.set(keys.reconcile_lock(profile.name), "1", nx=True, px=lock_ms):
+                    app.send_task(
+                        routing.RECONCILE,
+                        args=[profile.name],
+                        queue=routing.poll_queue(profile.name),
+                    )
+            except (redis.RedisError, OSError) as e:
+                log.warning("could not schedule reconcile of %s: %s", profile.name, e)
+
+
+def install(app: Celery) -> None:
+    signals.celeryd_after_setup.connect(_serve_profiles, weak=False)
+    app.steps["worker"].add(ReconcileTimer)
