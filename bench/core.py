@@ -7,7 +7,8 @@ Prints a table and writes bench/results/core.json:
 - submit() -> RUNNING seen by the client, on an idle cluster (the submit starts
   the polling chain, whose first step runs at once) and on a busy one (a chain
   is already running: RUNNING shows at its next step);
-- process exit (the exit time the job's wrapper records) -> wait() returning;
+- process exit (the exit time the job's wrapper records) -> wait() returning
+  (probe jobs wait for a gate file that is opened once RUNNING has been seen);
 - scheduler status queries per poll interval with N active jobs, and the time
   one batched query of N local jobs takes.
 Medians (and p90) over `--runs` runs; the machine's other load adds noise.
@@ -67,7 +68,9 @@ def wait_for_status(gw: Gateway, job: Job, status: JobStatus, timeout_s: float =
     raise RuntimeError(f"job {job.id} not {status.value} within {timeout_s} s")
 
 
-def latency_runs(gw: Gateway, runs: int, busy: bool) -> dict[str, list[float]]:
+def latency_runs(gw: Gateway, runs: int, busy: bool, gates: Path) -> dict[str, list[float]]:
+    """Each probe job waits for its gate file, opened once RUNNING has been seen, so a
+    probe can neither finish unseen nor depend on how fast the machine is."""
     figures: dict[str, list[float]] = {
         "submit_s": [],
         "submit_to_running_s": [],
@@ -81,10 +84,14 @@ def latency_runs(gw: Gateway, runs: int, busy: bool) -> dict[str, list[float]]:
     for _ in range(runs):
         if busy:  # submit at a random phase of the running chain, as users do
             time.sleep(rng.uniform(0, POLL_INTERVAL_S))
+        gate = gates / f"gate-{busy}-{len(figures['submit_s'])}"
+        command = f'while [ ! -e "{gate}" ]; do sleep 0.01; done'
         t0 = time.time()
-        job = gw.submit(JobSpec(name="probe", command="sleep 1.5"), cluster="local")
+        job = gw.submit(JobSpec(name="probe", command=command), cluster="local")
         figures["submit_s"].append(time.time() - t0)
         figures["submit_to_running_s"].append(wait_for_status(gw, job, JobStatus.RUNNING) - t0)
+        time.sleep(rng.uniform(0, POLL_INTERVAL_S))  # let the job end at a random phase
+        gate.touch()
         record = job.wait(timeout_s=60)
         returned = time.time()
         assert record.status is JobStatus.SUCCEEDED
@@ -157,7 +164,7 @@ def main() -> int:
     try:
         with Gateway(redis.url) as gw:
             for label, busy in (("idle_cluster", False), ("busy_cluster", True)):
-                raw = latency_runs(gw, args.runs, busy)
+                raw = latency_runs(gw, args.runs, busy, tmp)
                 results[label] = {name: summary(values) for name, values in raw.items()}
             results["scale"] = [
                 scale_run(gw, profile_path, int(n), args.window, args.runs)

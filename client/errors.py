@@ -19,8 +19,9 @@ class BrokerUnavailableError(JobgateError):
     """Redis (broker, result backend and job store) cannot be reached."""
 
     def __init__(self, url: str, cause: str) -> None:
-        super().__init__(f"cannot reach Redis at {url}: {cause}")
+        super().__init__(f"Redis at {url} is unavailable: {cause}")
         self.url = url
+        self.cause = cause
 
 
 class SpecInvalidError(JobgateError, ValueError):

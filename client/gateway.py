@@ -32,14 +32,20 @@ from jobgate.client.connection import (
     tenant_from_env,
     url_from_env,
 )
-from jobgate.client.errors import JobgateError, JobTimeoutError, SpecInvalidError
+from jobgate.client.errors import (
+    BrokerUnavailableError,
+    JobgateError,
+    JobTimeoutError,
+    SpecInvalidError,
+)
 from jobgate.client.keys import Keys, check_tenant
 from jobgate.client.models import ClusterName, JobRecord, JobSpec, JobStatus, Transition
-from jobgate.client.store import JobStore
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
 LOG_CHUNK_BYTES = 1 << 20
+UNQUEUED_RETENTION_S = 7 * 24 * 3600
 Stream = Literal["stdout", "stderr"]
 
 
@@ -116,9 +122,31 @@ class Gateway:
             history=[Transition(status=JobStatus.NEW, at=created, reason="accepted by gateway")],
         )
         self.store.create(record)
-        with broker_errors(self.store.url):
-            self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
+        try:
+            with broker_errors(self.url):
+                self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
+        except BrokerUnavailableError as e:
+            raise BrokerUnavailableError(
+                mask_url(self.url), f"{e.cause}; job {job_id} {self._abandon(job_id)}"
+            ) from e
         return Job(self, job_id, cluster, record.result_id)
+
+    def _abandon(self, job_id: str) -> str:
+        """Mark a recorded job whose submit could not be queued as FAILED, if Redis lets us.
+
+        Otherwise reconcile would re-send its submit later and run a job whose
+        submission the caller saw fail (and may have retried).
+        """
+        failed = Observation(JobStatus.FAILED, reason="not queued: the submit could not be sent")
+        try:
+            self.store.transition(
+                StatusUpdate(job_id, failed),
+                observed_at=time.time(),
+                retention_s=UNQUEUED_RETENTION_S,
+            )
+        except BrokerUnavailableError:
+            return "was recorded but not queued, and could not be marked FAILED"
+        return "was recorded but not queued, and is marked FAILED"
 
     def job(self, job_id: str) -> Job:
         """The handle of an existing job, e.g. one submitted by another process."""

@@ -51,22 +51,32 @@ def _guarded(
 
 
 @dataclass(frozen=True)
-class StatusUpdate:
-    """A job's status as observed, with whatever details the backend reported."""
+class Observation:
+    """A job's state as seen at one moment, with whatever details the backend reported."""
 
-    job_id: str
     status: JobStatus
     reason: str | None = None
     exit_code: int | None = None
-    backend_id: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     elements: list[ElementState] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
+class StatusUpdate:
+    """What to record for one job: what was seen, the backend id if now known, and
+    optionally the status the job must still be in for the update to apply."""
+
+    job_id: str
+    seen: Observation
+    backend_id: str | None = None
+    only_from: JobStatus | None = None
+
+
+@dataclass(frozen=True)
 class TransitionOutcome:
-    """What a transition did: applied, updated, same, stale, finished or missing."""
+    """What a transition did: applied, updated, same, stale, moved on (not in the
+    required status), finished (no change after that) or missing."""
 
     outcome: str
     previous: JobStatus | None
@@ -225,25 +235,29 @@ class JobStore:
         now = utcnow()
         pipe = self.redis.pipeline(transaction=False)
         for u in updates:
-            entry = Transition(status=u.status, at=now, reason=u.reason, exit_code=u.exit_code)
+            seen = u.seen
+            entry = Transition(
+                status=seen.status, at=now, reason=seen.reason, exit_code=seen.exit_code
+            )
             self._transition(
                 args=[
                     self.keys.prefix,
                     u.job_id,
-                    u.status.value,
+                    seen.status.value,
                     repr(observed_at),
                     now.isoformat(),
-                    u.reason or "",
-                    _text(u.exit_code),
+                    seen.reason or "",
+                    _text(seen.exit_code),
                     u.backend_id or "",
-                    _text(u.started_at),
-                    _text(u.finished_at),
-                    json.dumps([e.model_dump(mode="json") for e in u.elements])
-                    if u.elements
+                    _text(seen.started_at),
+                    _text(seen.finished_at),
+                    json.dumps([e.model_dump(mode="json") for e in seen.elements])
+                    if seen.elements
                     else "",
                     entry.model_dump_json(),
                     int(retention_s),
                     EVENT_STREAM_MAXLEN,
+                    u.only_from.value if u.only_from else "",
                 ],
                 client=pipe,
             )

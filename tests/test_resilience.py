@@ -120,10 +120,11 @@ def test_a_redelivered_countdown_poll_does_not_double_a_transition(
 ) -> None:
     """A countdown longer than the visibility timeout: the broker redelivers the poll
     while the worker still holds it, both copies come due, and the lease lets one run."""
-    start_worker(
+    worker = start_worker(
         make_profile(poll_interval_s=3, lease_ttl_s=30),
         env={"JOBGATE_VISIBILITY_TIMEOUT_S": "1"},
     )
+    assert "is not far below the broker's visibility timeout" in worker.log_text()
     gate = tmp_path / "go"
     job = gateway.submit(JobSpec(name="redo", command=gated("echo ok", gate)), cluster="local")
     wait_for(lambda: job.status() is JobStatus.RUNNING, what="job running", timeout_s=TIMEOUT_S)
@@ -151,7 +152,7 @@ def test_redis_down_is_a_clear_error_naming_the_url() -> None:
     with pytest.raises(BrokerUnavailableError) as info:
         gw.submit(JobSpec(name="x", command="true"), cluster="local")
     message = str(info.value)
-    assert message.startswith(f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0: ")
+    assert message.startswith(f"Redis at redis://:***@127.0.0.1:{port}/0 is unavailable: ")
     assert "hunter2" not in message
     assert info.value.url == f"redis://:***@127.0.0.1:{port}/0"
 
@@ -222,3 +223,33 @@ def test_a_worker_without_profiles_refuses_to_start(redis_url: str) -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "no cluster profile to serve" in done.stderr + done.stdout
+
+
+def test_a_submit_that_cannot_be_queued_is_marked_failed(
+    gateway: Gateway, redis_url: str, tenant: str
+) -> None:
+    """The record is written but the queue refuses the message (here: an ACL that
+    does not grant the queue keys). The job must not run later behind the caller's back."""
+    admin = gateway.store.redis
+    user = f"limited-{tenant}"
+    admin.acl_setuser(
+        user, enabled=True, passwords=["+pw"], keys=[f"jobgate:{tenant}:job*",
+        f"jobgate:{tenant}:idx*", f"jobgate:{tenant}:finalize", f"jobgate:{tenant}:expiry",
+        f"jobgate:{tenant}:active:*"], channels=["*"], commands=["+@all"],
+    )  # fmt: skip
+    try:
+        limited = Gateway(
+            redis_url.replace("redis://", f"redis://{user}:pw@"), tenant=tenant, owner="tester"
+        )
+        with pytest.raises(BrokerUnavailableError) as info:
+            limited.submit(JobSpec(name="x", command="true"), cluster="local")
+        message = str(info.value)
+        assert "no permissions" in message
+        assert "was recorded but not queued, and is marked FAILED" in message
+        assert ":pw@" not in message
+        (record,) = gateway.list(cluster="local")
+        assert record.status is JobStatus.FAILED
+        assert record.reason == "not queued: the submit could not be sent"
+        assert record.id in message
+    finally:
+        admin.acl_deluser(user)

@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ import redis
 from jobgate.client import Gateway, ids
 from jobgate.client import store as store_module
 from jobgate.client.models import ElementState, JobRecord, JobSpec, JobStatus, Transition
-from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 
 RETENTION_S = 3600
 
@@ -52,9 +53,11 @@ def move(
     job_id: str,
     status: JobStatus,
     observed_at: float | None = None,
-    **details: object,
+    *,
+    backend_id: str | None = None,
+    **details: Any,
 ) -> str:
-    update = StatusUpdate(job_id, status, **details)  # type: ignore[arg-type]
+    update = StatusUpdate(job_id, Observation(status, **details), backend_id=backend_id)
     return store.transition(
         update, observed_at=observed_at or time.time(), retention_s=RETENTION_S
     ).outcome
@@ -93,6 +96,29 @@ def test_transitions_follow_the_rules(store: JobStore) -> None:
         JobStatus.FAILED,
     ]
     assert [h.exit_code for h in record.history][-1] == 3
+
+
+def test_an_update_bound_to_a_status_applies_only_in_it(store: JobStore) -> None:
+    job = make_record(store).id
+    pending = Observation(JobStatus.PENDING)
+    first = store.transition(
+        StatusUpdate(job, pending, backend_id="b", only_from=JobStatus.NEW),
+        observed_at=time.time(),
+        retention_s=RETENTION_S,
+    )
+    assert first.outcome == "applied"
+    move(store, job, JobStatus.RUNNING)
+    late = store.transition(
+        StatusUpdate(job, pending, backend_id="b", only_from=JobStatus.NEW),
+        observed_at=time.time() + 1,
+        retention_s=RETENTION_S,
+    )
+    assert (late.outcome, late.previous) == ("moved on", JobStatus.RUNNING)
+    assert statuses_of(store, job) == ["NEW", "PENDING", "RUNNING"]
+
+
+def statuses_of(store: JobStore, job_id: str) -> list[str]:
+    return [h.status.value for h in store.get(job_id).history]
 
 
 def test_active_map_and_finalize_set_follow_transitions(store: JobStore) -> None:
@@ -220,11 +246,9 @@ def test_list_continues_when_the_scan_budget_runs_out(
 def test_purge_removes_records_past_retention_with_their_index_entries(store: JobStore) -> None:
     old = make_record(store, tags=("t",))
     kept = make_record(store, tags=("t",))
-    now = time.time()
-    store.transition(
-        StatusUpdate(old.id, JobStatus.SUCCEEDED), observed_at=now - 100, retention_s=60
-    )
-    store.transition(StatusUpdate(kept.id, JobStatus.SUCCEEDED), observed_at=now, retention_s=60)
+    now, done = time.time(), Observation(JobStatus.SUCCEEDED)
+    store.transition(StatusUpdate(old.id, done), observed_at=now - 100, retention_s=60)
+    store.transition(StatusUpdate(kept.id, done), observed_at=now, retention_s=60)
     assert store.purge_expired(now) == 1
     assert store.get_many([old.id, kept.id])[0] is None
     assert store.list_ids(tags={"t"}) == [kept.id]

@@ -10,7 +10,7 @@ from celery import Celery
 
 from jobgate.client.models import JobStatus
 from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.backends.base import Stream
 from jobgate.workers.finalize import finalize
@@ -41,8 +41,10 @@ def cancel_job(
         outcome = store.transition(
             StatusUpdate(
                 job_id,
-                JobStatus.CANCELLED,
-                reason="cancelled by user" if backend_id else "cancelled before submission",
+                Observation(
+                    JobStatus.CANCELLED,
+                    reason="cancelled by user" if backend_id else "cancelled before submission",
+                ),
                 backend_id=backend_id,
             ),
             observed_at=time.time(),

@@ -105,15 +105,7 @@ def refresh(
         observations = backend.query(sorted(set(active.values())))
         store.count_query(cluster, len(active), observed_at)
         updates = [
-            StatusUpdate(
-                job_id=job_id,
-                status=seen.status,
-                reason=seen.reason,
-                exit_code=seen.exit_code,
-                started_at=seen.started_at,
-                finished_at=seen.finished_at,
-                elements=seen.elements,
-            )
+            StatusUpdate(job_id, seen)
             for job_id, backend_id in active.items()
             if (seen := observations.get(backend_id)) is not None
         ]
@@ -121,7 +113,7 @@ def refresh(
             updates, observed_at=observed_at, retention_s=profile.retention_s
         )
     for update, outcome in zip(updates, outcomes, strict=True):
-        if outcome.applied and update.status.is_finished:
+        if outcome.applied and update.seen.status.is_finished:
             finalize(store, app, update.job_id)
     return len(active)
 

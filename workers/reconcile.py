@@ -19,7 +19,7 @@ from jobgate.client import routing
 from jobgate.client.ids import created_at
 from jobgate.client.models import JobStatus
 from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.finalize import finalize_pending
 from jobgate.workers.polling import start_chain
@@ -70,9 +70,9 @@ def _settle_new_jobs(
         [
             StatusUpdate(
                 job_id,
-                JobStatus.PENDING,
-                reason="adopted by reconcile",
+                Observation(JobStatus.PENDING, reason="adopted by reconcile"),
                 backend_id=on_scheduler[job_id],
+                only_from=JobStatus.NEW,
             )
             for job_id in adopt
         ],

@@ -16,7 +16,7 @@ from celery import Celery
 from jobgate.client.errors import BackendError, JobNotFoundError
 from jobgate.client.models import JobStatus
 from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.finalize import finalize
 from jobgate.workers.locks import held
@@ -31,19 +31,20 @@ def submit_job(
     store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, job_id: str
 ) -> str:
     """Submit the job if nobody has; returns what happened. Transient BackendError propagates."""
-    try:
-        record = store.get(job_id)
-    except JobNotFoundError:
-        log.error("submit of job %s: no such record (purged, or not written)", job_id)
-        return "missing"
-    if record.status.is_finished:
-        return "finished"
-    if record.backend_id:
-        start_chain(store, app, profile)
-        return "already submitted"
     with held(store.redis, store.keys.submit_lock(job_id), SUBMIT_LOCK_S) as taken:
         if not taken:
             return "being submitted"
+        # Read under the lock: a delivery that held it before us may have submitted.
+        try:
+            record = store.get(job_id)
+        except JobNotFoundError:
+            log.error("submit of job %s: no such record (purged, or not written)", job_id)
+            return "missing"
+        if record.status.is_finished:
+            return "finished"
+        if record.backend_id:
+            start_chain(store, app, profile)
+            return "already submitted"
         backend_id = backend.find(job_id)
         adopted = backend_id is not None
         if backend_id is None:
@@ -51,9 +52,9 @@ def submit_job(
         outcome = store.transition(
             StatusUpdate(
                 job_id,
-                JobStatus.PENDING,
-                reason="found on the cluster" if adopted else None,
+                Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None),
                 backend_id=backend_id,
+                only_from=JobStatus.NEW,
             ),
             observed_at=time.time(),
             retention_s=profile.retention_s,
@@ -73,7 +74,7 @@ def fail_submission(
 ) -> None:
     """Record a submit that cannot succeed as FAILED, with the scheduler's reason."""
     outcome = store.transition(
-        StatusUpdate(job_id, JobStatus.FAILED, reason=f"submit failed: {error}"),
+        StatusUpdate(job_id, Observation(JobStatus.FAILED, reason=f"submit failed: {error}")),
         observed_at=time.time(),
         retention_s=profile.retention_s,
     )

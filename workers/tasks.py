@@ -12,18 +12,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
 from jobgate.client import routing
 from jobgate.client.errors import BackendError, JobgateError
+from jobgate.client.profiles import ClusterProfile
+from jobgate.client.store import JobStore
 from jobgate.workers import operations, polling, reconcile, submission
 from jobgate.workers.app import app
+from jobgate.workers.backends import Backend
 from jobgate.workers.backends.base import Stream
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
 SUBMIT_RETRIES = 5
+JobOperation = Callable[[JobStore, Celery, Backend, ClusterProfile, str], dict[str, Any]]
 #: Answers hold job records and job output: keep them out of worker logs and
 #: Flower, which show the first `resultrepr_maxsize` characters of every result.
 PRIVATE_RESULT_REPR = 1
@@ -75,28 +79,25 @@ def reconcile_cluster(cluster: str) -> None:
     log.debug("reconcile of %s: %s", cluster, report)
 
 
-@app.task(name=routing.MONITOR, resultrepr_maxsize=PRIVATE_RESULT_REPR)
-def monitor(job_id: str) -> dict[str, Any]:
+def _on_job(job_id: str, operation: JobOperation) -> dict[str, Any]:
+    """Run a client-facing operation with the job's cluster context; errors as answers."""
+
     def work() -> dict[str, Any]:
         rt = runtime()
         cluster = rt.store.cluster_of(job_id)
-        return operations.monitor_job(
-            rt.store, app, rt.backend(cluster), rt.profile(cluster), job_id
-        )
+        return operation(rt.store, app, rt.backend(cluster), rt.profile(cluster), job_id)
 
     return _answer(work)
+
+
+@app.task(name=routing.MONITOR, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+def monitor(job_id: str) -> dict[str, Any]:
+    return _on_job(job_id, operations.monitor_job)
 
 
 @app.task(name=routing.CANCEL, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def cancel(job_id: str) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        rt = runtime()
-        cluster = rt.store.cluster_of(job_id)
-        return operations.cancel_job(
-            rt.store, app, rt.backend(cluster), rt.profile(cluster), job_id
-        )
-
-    return _answer(work)
+    return _on_job(job_id, operations.cancel_job)
 
 
 @app.task(name=routing.LOGS, resultrepr_maxsize=PRIVATE_RESULT_REPR)

@@ -17,6 +17,7 @@ import redis
 from celery import Celery, bootsteps, signals
 
 from jobgate.client import routing
+from jobgate.client.celeryconf import VISIBILITY_TIMEOUT_ENV
 from jobgate.client.connection import connect, tenant_from_env, url_from_env
 from jobgate.client.keys import Keys
 from jobgate.client.profiles import ClusterProfile
@@ -28,8 +29,16 @@ log = logging.getLogger(__name__)
 
 def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> None:
     profiles = served_profiles()
+    visibility_s = conf.broker_transport_options["visibility_timeout"]
     for profile in profiles.values():
         get_backend(profile)
+        if profile.poll_interval_s * 10 > visibility_s:
+            log.warning(
+                "profile %s: poll_interval_s %g is not far below the broker's visibility "
+                "timeout (%g s, %s): held poll steps will be delivered twice (the lease "
+                "turns the copies away, at the cost of wasted tasks)",
+                profile.name, profile.poll_interval_s, visibility_s, VISIBILITY_TIMEOUT_ENV,
+            )  # fmt: skip
     queues = instance.app.amqp.queues
     queues.deselect([conf.task_default_queue])
     for cluster in profiles:

@@ -1,10 +1,13 @@
 -- Apply one observed status to a job, atomically.
 -- A finished job never changes again; an observation older than the last one
 -- applied is stale and ignored; the same status again only updates details.
+-- An update may also require the job to be in one status still (`only_from`): a
+-- submit recording PENDING must not move back a job a poll already saw RUNNING.
 -- ARGV: 1 prefix, 2 id, 3 status, 4 observed_at (epoch s), 5 at (ISO time),
 --       6 reason, 7 exit code, 8 backend id, 9 started_at, 10 finished_at,
---       11 elements (JSON), 12 history entry (JSON), 13 retention s, 14 stream max length
--- Empty strings in 6-11 mean "not reported". Returns {outcome, previous status}.
+--       11 elements (JSON), 12 history entry (JSON), 13 retention s, 14 stream max length,
+--       15 only_from status
+-- Empty strings in 6-11 and 15 mean "not given". Returns {outcome, previous status}.
 local FINISHED = {SUCCEEDED = true, FAILED = true, CANCELLED = true}
 local p, id, new = ARGV[1], ARGV[2], ARGV[3]
 local h = p .. 'job:' .. id
@@ -18,6 +21,9 @@ if FINISHED[cur] then
     redis.call('HSET', h, 'backend_id', backend_id)
   end
   return {'finished', cur}
+end
+if ARGV[15] ~= '' and cur ~= ARGV[15] then
+  return {'moved on', cur}
 end
 local observed = tonumber(ARGV[4])
 if observed < tonumber(redis.call('HGET', h, 'observed_at') or '0') then

@@ -6,7 +6,8 @@ import importlib
 
 from jobgate.client.errors import ConfigurationError
 from jobgate.client.profiles import ClusterProfile
-from jobgate.workers.backends.base import Backend, LogChunk, Observation
+from jobgate.client.store import Observation
+from jobgate.workers.backends.base import Backend, LogChunk
 
 __all__ = ["Backend", "LogChunk", "Observation", "get_backend"]
 

@@ -1,29 +1,18 @@
-"""The interface every backend implements, and what it reports."""
+"""The interface every backend implements. What a backend reports of a job is an
+`Observation`, the job store's own input type."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from jobgate.client.models import ElementState, JobSpec, JobStatus
+from jobgate.client.models import JobSpec
 from jobgate.client.profiles import ClusterProfile
+from jobgate.client.store import Observation
 
 Stream = Literal["stdout", "stderr"]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """A job's state as the scheduler reports it at one moment."""
-
-    status: JobStatus
-    reason: str | None = None
-    exit_code: int | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    elements: list[ElementState] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

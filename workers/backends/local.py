@@ -27,7 +27,8 @@ from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN
 from jobgate.client.models import ElementState, JobSpec, JobStatus, aggregate_elements
 from jobgate.client.profiles import ClusterProfile
-from jobgate.workers.backends.base import Backend, LogChunk, Observation, Stream
+from jobgate.client.store import Observation
+from jobgate.workers.backends.base import Backend, LogChunk, Stream
 
 SCRIPTS = Path(__file__).with_name("local_scripts")
 START_TIMEOUT_S = 10.0
@@ -79,18 +80,10 @@ class LocalBackend(Backend):
         directory = self.job_dir(job_id)
         if (directory / f"{job_id}.proc").exists():
             return job_id
-        # A directory without a runner record is what an earlier attempt left when it
-        # died before launching; the caller holds the job's submit lock, so clear it.
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True, mode=0o700)
-        program = directory / f"{job_id}.program"
-        program.write_text(render_program(spec), encoding="utf-8")
-        program.chmod(0o700)
-        for script in ("runner.sh", "task.sh"):
-            shutil.copyfile(SCRIPTS / script, directory / script)
-        if spec.array:
-            (directory / f"{job_id}.indices").write_text(json.dumps(spec.array.indices))
-
+        try:
+            self._prepare(directory, job_id, spec)
+        except OSError as e:
+            raise BackendError(f"cannot prepare job directory {directory}: {e}") from e
         indices = [str(i) for i in spec.array.indices] if spec.array else []
         parallel = (spec.array.max_concurrent if spec.array else None) or (
             self.profile.local.max_parallel or os.cpu_count() or 1
@@ -117,6 +110,20 @@ class LocalBackend(Backend):
         launcher.wait(timeout=START_TIMEOUT_S)
         self._wait_for_runner(job_id, directory)
         return job_id
+
+    @staticmethod
+    def _prepare(directory: Path, job_id: str, spec: JobSpec) -> None:
+        # A directory without a runner record is what an earlier attempt left when it
+        # died before launching; the caller holds the job's submit lock, so clear it.
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, mode=0o700)
+        program = directory / f"{job_id}.program"
+        program.write_text(render_program(spec), encoding="utf-8")
+        program.chmod(0o700)
+        for script in ("runner.sh", "task.sh"):
+            shutil.copyfile(SCRIPTS / script, directory / script)
+        if spec.array:
+            (directory / f"{job_id}.indices").write_text(json.dumps(spec.array.indices))
 
     @staticmethod
     def _wait_for_runner(job_id: str, directory: Path) -> None:
