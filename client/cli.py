@@ -35,10 +35,6 @@ tenant_option = click.option(
 )
 
 
-def _gateway(url: str, tenant: str) -> Gateway:
-    return Gateway(url, tenant=tenant)
-
-
 def _print_record(record: JobRecord) -> None:
     click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
 
@@ -136,7 +132,7 @@ def submit(
     }
     if array:
         spec["array"] = array
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         job = gw.submit(JobSpec.model_validate(spec), cluster=cluster)
         click.echo(job.id)
         if wait:
@@ -156,7 +152,7 @@ def _follow(job: Job) -> None:
 @tenant_option
 def status(job_id: str, fresh: bool, url: str, tenant: str) -> None:
     """Print a job's record as JSON."""
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         _print_record(gw.job(job_id).record(fresh=fresh))
 
 
@@ -167,7 +163,7 @@ def status(job_id: str, fresh: bool, url: str, tenant: str) -> None:
 @tenant_option
 def wait(job_id: str, timeout_s: float | None, url: str, tenant: str) -> None:
     """Wait for a job to finish and print its final record."""
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         _print_record(gw.job(job_id).wait(timeout_s=timeout_s))
 
 
@@ -180,7 +176,7 @@ def wait(job_id: str, timeout_s: float | None, url: str, tenant: str) -> None:
 @tenant_option
 def logs(job_id: str, stderr: bool, follow: bool, index: int | None, url: str, tenant: str) -> None:
     """Print a job's output."""
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         stream: Stream = "stderr" if stderr else "stdout"
         for chunk in gw.job(job_id).logs(stream, follow=follow, index=index):
             click.echo(chunk, nl=False)
@@ -192,7 +188,7 @@ def logs(job_id: str, stderr: bool, follow: bool, index: int | None, url: str, t
 @tenant_option
 def cancel(job_id: str, url: str, tenant: str) -> None:
     """Cancel a job and print its record."""
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         _print_record(gw.job(job_id).cancel())
 
 
@@ -223,7 +219,7 @@ def list_jobs(
     tenant: str,
 ) -> None:
     """List jobs, one line each: id, status, cluster, name, created."""
-    with _gateway(url, tenant) as gw:
+    with Gateway(url, tenant=tenant) as gw:
         records = gw.list(
             statuses={JobStatus(s.upper()) for s in statuses} or None,
             cluster=cluster,

@@ -1,5 +1,8 @@
 """The Redis key schema. Every key and channel of a tenant starts with ``jobgate:<tenant>:``.
 
+This module is the only place key names are spelt: the Lua scripts receive full
+keys and key prefixes from it as arguments.
+
 Celery's own keys (queues, ``unacked``, results, pidbox, events) get the same
 prefix through kombu's ``global_keyprefix``, so a Redis ACL on that prefix
 confines a tenant. jobgate's own keys never start with ``celery``, ``_kombu``,
@@ -14,6 +17,8 @@ from dataclasses import dataclass
 from jobgate.client.errors import ConfigurationError
 from jobgate.client.models import JobStatus
 
+HISTORY_SUFFIX = ":history"
+EVENTS_SUFFIX = ":events"
 TENANT_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -35,43 +40,55 @@ class Keys:
     def prefix(self) -> str:
         return f"jobgate:{self.tenant}:"
 
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.prefix}job:"
+
     def job(self, job_id: str) -> str:
-        return f"{self.prefix}job:{job_id}"
+        return f"{self.job_prefix}{job_id}"
 
     def history(self, job_id: str) -> str:
-        return f"{self.job(job_id)}:history"
+        return f"{self.job(job_id)}{HISTORY_SUFFIX}"
 
     def events(self, job_id: str) -> str:
         """Capped stream of one job's transitions, read by ``Job.wait()``."""
-        return f"{self.job(job_id)}:events"
+        return f"{self.job(job_id)}{EVENTS_SUFFIX}"
 
     @property
     def channel(self) -> str:
         """Pub/sub channel on which every transition of the tenant is published."""
         return f"{self.prefix}events"
 
+    def index_prefix(self, kind: str) -> str:
+        """Prefix of the index sorted sets of one kind: status, cluster, owner, name, tag."""
+        return f"{self.prefix}idx:{kind}:"
+
     @property
     def index_all(self) -> str:
         return f"{self.prefix}idx:all"
 
     def index_status(self, status: JobStatus) -> str:
-        return f"{self.prefix}idx:status:{status.value}"
+        return f"{self.index_prefix('status')}{status.value}"
 
     def index_cluster(self, cluster: str) -> str:
-        return f"{self.prefix}idx:cluster:{cluster}"
+        return f"{self.index_prefix('cluster')}{cluster}"
 
     def index_owner(self, owner: str) -> str:
-        return f"{self.prefix}idx:owner:{owner}"
+        return f"{self.index_prefix('owner')}{owner}"
 
     def index_name(self, name: str) -> str:
-        return f"{self.prefix}idx:name:{name}"
+        return f"{self.index_prefix('name')}{name}"
 
     def index_tag(self, tag: str) -> str:
-        return f"{self.prefix}idx:tag:{tag}"
+        return f"{self.index_prefix('tag')}{tag}"
+
+    @property
+    def active_prefix(self) -> str:
+        return f"{self.prefix}active:"
 
     def active(self, cluster: str) -> str:
         """Hash job id -> backend id of a cluster's submitted, unfinished jobs."""
-        return f"{self.prefix}active:{cluster}"
+        return f"{self.active_prefix}{cluster}"
 
     @property
     def finalize_pending(self) -> str:

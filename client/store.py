@@ -21,7 +21,7 @@ import redis
 from jobgate.client import ids
 from jobgate.client.connection import broker_errors
 from jobgate.client.errors import JobNotFoundError
-from jobgate.client.keys import Keys
+from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, Keys
 from jobgate.client.models import ElementState, JobRecord, JobSpec, JobStatus, Transition
 
 EVENT_STREAM_MAXLEN = 64
@@ -126,17 +126,24 @@ class JobStore:
             "observed_at": "0",
         }
         first = record.history[0]
+        k, job_id = self.keys, record.id
         created = self._create(
             args=[
-                self.keys.prefix,
-                record.id,
+                k.job(job_id),
+                k.history(job_id),
+                k.events(job_id),
+                k.channel,
+                k.index_all,
+                k.index_cluster(record.cluster),
+                k.index_owner(record.owner),
+                k.index_name(record.name),
+                k.index_status(JobStatus.NEW),
+                k.index_prefix("tag"),
+                job_id,
                 json.dumps(fields),
-                record.cluster,
-                record.owner,
-                record.name,
                 json.dumps(record.tags),
                 first.model_dump_json(),
-                json.dumps(self._event("transition", record.id, record.cluster, first, None)),
+                json.dumps(self._event("transition", job_id, record.cluster, first, None)),
                 EVENT_STREAM_MAXLEN,
             ]
         )
@@ -232,7 +239,7 @@ class JobStore:
         self, updates: Sequence[StatusUpdate], *, observed_at: float, retention_s: float
     ) -> list[TransitionOutcome]:
         """`transition` for many jobs in one round trip (each one still atomic)."""
-        now = utcnow()
+        now, k = utcnow(), self.keys
         pipe = self.redis.pipeline(transaction=False)
         for u in updates:
             seen = u.seen
@@ -241,7 +248,14 @@ class JobStore:
             )
             self._transition(
                 args=[
-                    self.keys.prefix,
+                    k.job(u.job_id),
+                    k.history(u.job_id),
+                    k.events(u.job_id),
+                    k.channel,
+                    k.index_prefix("status"),
+                    k.active_prefix,
+                    k.finalize_pending,
+                    k.expiry,
                     u.job_id,
                     seen.status.value,
                     repr(observed_at),
@@ -398,7 +412,23 @@ class JobStore:
     @_guarded
     def purge_expired(self, now_s: float, limit: int = 1000) -> int:
         """Delete finished records past their retention; returns how many."""
-        return int(self._purge(args=[self.keys.prefix, repr(now_s), limit]))
+        k = self.keys
+        return int(
+            self._purge(
+                args=[
+                    k.job_prefix,
+                    HISTORY_SUFFIX,
+                    EVENTS_SUFFIX,
+                    k.index_all,
+                    k.expiry,
+                    k.finalize_pending,
+                    *(k.index_prefix(kind) for kind in ("cluster", "owner", "name", "status")),
+                    k.index_prefix("tag"),
+                    repr(now_s),
+                    limit,
+                ]
+            )
+        )
 
     # -- scheduler query accounting ----------------------------------------------
 

@@ -77,28 +77,21 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL to the whole group if it does not stop in time."""
+        """SIGTERM; then SIGKILL to whatever is left of its process group."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._reap_group()
+        self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the process and everything in its group, at once (a crash)."""
+        """SIGKILL the process and everything in its group at once (as in a crash)."""
         if self.proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=15)
-
-    def _reap_group(self) -> None:
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -253,6 +253,18 @@ def test_purge_removes_records_past_retention_with_their_index_entries(store: Jo
     assert store.get_many([old.id, kept.id])[0] is None
     assert store.list_ids(tags={"t"}) == [kept.id]
     assert store.list_ids(statuses={JobStatus.SUCCEEDED}) == [kept.id]
+    k = store.keys
+    for index in (
+        k.index_all,
+        k.index_cluster("c1"),
+        k.index_owner("ann"),
+        k.index_name("job"),
+        k.index_status(JobStatus.SUCCEEDED),
+        k.index_tag("t"),
+        k.expiry,
+    ):
+        assert store.redis.zscore(index, old.id) is None, index
+        assert store.redis.zscore(index, kept.id) is not None, index
     assert not store.redis.exists(store.keys.history(old.id), store.keys.events(old.id))
 
 

@@ -1,23 +1,23 @@
 -- Create a job record with its indexes, first history entry and event, atomically.
--- ARGV: prefix, job id, fields (JSON object of strings), cluster, owner, name,
---       tags (JSON list), history entry (JSON), event (JSON), stream max length
-local p, id = ARGV[1], ARGV[2]
-local h = p .. 'job:' .. id
-if redis.call('EXISTS', h) == 1 then
+-- Key names come from keys.py as arguments; this script spells none.
+local job, history, events, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local index_keys = {ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]} -- all, cluster, owner, name, NEW
+local tag_prefix = ARGV[10]
+local id, fields, tags, entry, event, maxlen = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16]
+
+if redis.call('EXISTS', job) == 1 then
   return 0
 end
-for k, v in pairs(cjson.decode(ARGV[3])) do
-  redis.call('HSET', h, k, v)
+for k, v in pairs(cjson.decode(fields)) do
+  redis.call('HSET', job, k, v)
 end
-redis.call('RPUSH', h .. ':history', ARGV[8])
-redis.call('ZADD', p .. 'idx:all', 0, id)
-redis.call('ZADD', p .. 'idx:cluster:' .. ARGV[4], 0, id)
-redis.call('ZADD', p .. 'idx:owner:' .. ARGV[5], 0, id)
-redis.call('ZADD', p .. 'idx:name:' .. ARGV[6], 0, id)
-redis.call('ZADD', p .. 'idx:status:NEW', 0, id)
-for _, tag in ipairs(cjson.decode(ARGV[7])) do
-  redis.call('ZADD', p .. 'idx:tag:' .. tag, 0, id)
+redis.call('RPUSH', history, entry)
+for _, key in ipairs(index_keys) do
+  redis.call('ZADD', key, 0, id)
 end
-redis.call('XADD', h .. ':events', 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[9])
-redis.call('PUBLISH', p .. 'events', ARGV[9])
+for _, tag in ipairs(cjson.decode(tags)) do
+  redis.call('ZADD', tag_prefix .. tag, 0, id)
+end
+redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', event)
+redis.call('PUBLISH', channel, event)
 return 1
