@@ -5,25 +5,41 @@
 >>> job.wait(timeout_s=600).status
 """
 
+from jobgate.client.clusters import ClusterInfo
 from jobgate.client.errors import (
     BackendError,
     BrokerUnavailableError,
+    ClusterNotServedWarning,
     ConfigurationError,
     JobgateError,
     JobNotFoundError,
     JobTimeoutError,
+    PolicyBlockedError,
     ProfileNotFoundError,
     SchedulerUnavailableError,
     SpecInvalidError,
 )
 from jobgate.client.gateway import Gateway, Job
-from jobgate.client.models import ArraySpec, ElementState, JobRecord, JobSpec, JobStatus, Resources
+from jobgate.client.models import (
+    ArraySpec,
+    ElementState,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    PolicyFinding,
+    PolicyLevel,
+    Resources,
+)
+from jobgate.client.policy import evaluate_policy, summarize_preflight
 from jobgate.client.profiles import ClusterProfile, load_profile
+from jobgate.client.validation import validate_job_spec
 
 __all__ = [
     "ArraySpec",
     "BackendError",
     "BrokerUnavailableError",
+    "ClusterInfo",
+    "ClusterNotServedWarning",
     "ClusterProfile",
     "ConfigurationError",
     "ElementState",
@@ -35,9 +51,15 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "JobgateError",
+    "PolicyBlockedError",
+    "PolicyFinding",
+    "PolicyLevel",
     "ProfileNotFoundError",
     "Resources",
     "SchedulerUnavailableError",
     "SpecInvalidError",
+    "evaluate_policy",
     "load_profile",
+    "summarize_preflight",
+    "validate_job_spec",
 ]

@@ -16,12 +16,15 @@ import sys
 from typing import Any
 
 import click
+import yaml
 
 from jobgate.client.connection import TENANT_ENV, URL_ENV, check_url, mask_url
 from jobgate.client.errors import JobgateError
 from jobgate.client.gateway import Gateway, Job, Stream
-from jobgate.client.models import JobRecord, JobSpec, JobStatus
-from jobgate.client.profiles import load_profile
+from jobgate.client.models import JobRecord, JobStatus, PolicyLevel
+from jobgate.client.policy import summarize_preflight
+from jobgate.client.profiles import find_profiles, load_profile, public_profile
+from jobgate.client.validation import validate_job_spec
 
 url_option = click.option(
     "--url", envvar=URL_ENV, required=True, help=f"Redis URL (or set {URL_ENV})."
@@ -101,43 +104,111 @@ def worker(
 
 @main.command()
 @click.argument("cluster")
-@click.argument("command", nargs=-1, required=True)
+@click.argument("command", nargs=-1)
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A job spec file (YAML or JSON) instead of COMMAND.",
+)
 @click.option("--name", default="job", show_default=True)
 @click.option("--array", default=None, help="Array indices, e.g. 0-9%2.")
 @click.option("--tag", "tags", multiple=True)
 @click.option("--env", "env", multiple=True, help="NAME=VALUE for the job's environment.")
+@click.option(
+    "--allow-policy-risk",
+    is_flag=True,
+    help="Submit despite BLOCK findings, where the profile allows overrides.",
+)
 @click.option("--wait/--no-wait", default=False, help="Follow stdout, then print the record.")
 @url_option
 @tenant_option
-def submit(
-    cluster: str,
-    command: tuple[str, ...],
-    name: str,
-    array: str | None,
-    tags: tuple[str, ...],
-    env: tuple[str, ...],
-    wait: bool,
-    url: str,
-    tenant: str,
-) -> None:
-    """Submit COMMAND (run by /bin/sh -c when it is one word, as argv otherwise)."""
+def submit(cluster: str, command: tuple[str, ...], spec_file: str | None, name: str,
+           array: str | None, tags: tuple[str, ...], env: tuple[str, ...],
+           allow_policy_risk: bool, wait: bool, url: str, tenant: str) -> None:  # fmt: skip
+    """Submit COMMAND (run by /bin/sh -c when it is one word, as argv otherwise), or a
+    spec file with --spec. Prints the job id."""
+    if bool(command) == bool(spec_file):
+        raise click.UsageError("give either COMMAND or --spec FILE")
     variables = dict(item.split("=", 1) for item in env if "=" in item)
     if len(variables) != len(env):
         raise click.BadParameter("use NAME=VALUE", param_hint="--env")
-    spec: dict[str, Any] = {
-        "name": name,
-        "command": command[0] if len(command) == 1 else list(command),
-        "tags": list(tags),
-        "env": variables,
-    }
-    if array:
-        spec["array"] = array
+    spec: Any = spec_file
+    if command:
+        spec = {"name": name, "command": command[0] if len(command) == 1 else list(command),
+                "tags": list(tags), "env": variables}  # fmt: skip
+        if array:
+            spec["array"] = array
     with Gateway(url, tenant=tenant) as gw:
-        job = gw.submit(JobSpec.model_validate(spec), cluster=cluster)
+        job = gw.submit(validate_job_spec(spec), cluster, allow_policy_risk=allow_policy_risk)
         click.echo(job.id)
         if wait:
             _follow(job)
             _print_record(job.wait())
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(dir_okay=False, exists=True))
+@click.option("--cluster", required=True)
+@click.option(
+    "--profile",
+    "profile_name",
+    default=None,
+    help="Check against this local profile instead of the one a live worker serves.",
+)
+@click.option("--all", "show_all", is_flag=True, help="Show passed checks too.")
+@url_option
+@tenant_option
+def preflight(spec_file: str, cluster: str, profile_name: str | None, show_all: bool, url: str,
+              tenant: str) -> None:  # fmt: skip
+    """Check a spec against a cluster's policy without submitting it.
+
+    Exits 0 when nothing blocks, 3 when a finding blocks the job."""
+    profile = load_profile(profile_name) if profile_name else None
+    with Gateway(url, tenant=tenant) as gw:
+        findings = gw.preflight(spec_file, cluster, include_passes=show_all, profile=profile)
+    for finding in findings:
+        click.echo(f"{finding.level.value:<5}  {finding.code:<24}  {finding.message}")
+    level, _ = summarize_preflight(findings)
+    click.echo(f"preflight: {level.value}" + ("" if findings else " (no check applied)"))
+    if level is PolicyLevel.BLOCK:
+        sys.exit(3)
+
+
+@main.command()
+@url_option
+@tenant_option
+def clusters(url: str, tenant: str) -> None:
+    """Clusters a live worker serves right now."""
+    with Gateway(url, tenant=tenant) as gw:
+        served = gw.clusters()
+    if not served:
+        click.echo("no live worker serves any cluster", err=True)
+    for info in served.values():
+        click.echo(f"{info.name:<16} {info.profile.backend:<11} {', '.join(info.workers)}")
+
+
+@main.group()
+def profiles() -> None:
+    """Cluster profiles found on this machine."""
+
+
+@profiles.command("ls")
+def profiles_ls() -> None:
+    """Every profile that can be loaded by name, and where it comes from."""
+    for name, source in find_profiles().items():
+        try:
+            kind: str = load_profile(name).backend
+        except JobgateError as e:
+            kind = f"INVALID: {e}"
+        click.echo(f"{name:<16} {kind:<11} {source.describe()}")
+
+
+@profiles.command("show")
+@click.argument("name")
+def profiles_show(name: str) -> None:
+    """A profile with every default filled in, secrets redacted, as YAML."""
+    click.echo(yaml.safe_dump(public_profile(load_profile(name)), sort_keys=False), nl=False)
 
 
 def _follow(job: Job) -> None:

@@ -62,8 +62,15 @@ def connect(url: str) -> redis.Redis:
 
 @contextmanager
 def broker_errors(url: str) -> Iterator[None]:
-    """Turn redis-py and kombu connection failures into BrokerUnavailableError."""
+    """Turn redis-py and kombu connection, authentication and permission failures into
+    BrokerUnavailableError."""
     try:
         yield
-    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as e:
+    except (
+        redis.ConnectionError,
+        redis.TimeoutError,
+        redis.AuthenticationError,
+        redis.exceptions.NoPermissionError,
+        OperationalError,
+    ) as e:
         raise BrokerUnavailableError(mask_url(url), str(e) or type(e).__name__) from e

@@ -6,6 +6,11 @@ that callers catch one tree and still see the cause.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobgate.client.models import PolicyFinding
+
 
 class JobgateError(Exception):
     """Root of every error jobgate raises."""
@@ -60,3 +65,21 @@ class SchedulerUnavailableError(BackendError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, transient=True)
+
+
+class PolicyBlockedError(JobgateError):
+    """The cluster's policy blocks the job; `findings` says why."""
+
+    def __init__(self, cluster: str, findings: list[PolicyFinding], *, overridable: bool) -> None:
+        lines = "\n".join(f"  {f.code}: {f.message}" for f in findings)
+        how = (
+            "submit with allow_policy_risk=True to take the risk (this profile allows it)"
+            if overridable
+            else "this profile allows no override"
+        )
+        super().__init__(f"cluster {cluster}'s policy blocks the job:\n{lines}\n({how})")
+        self.findings = findings
+
+
+class ClusterNotServedWarning(UserWarning):
+    """No live worker serves the cluster: a job submitted to it waits in its queue."""

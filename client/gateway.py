@@ -14,7 +14,8 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from jobgate.client import errors, ids, routing
 from jobgate.client.celeryconf import make_celery
+from jobgate.client.clusters import ClusterInfo, live_clusters
 from jobgate.client.connection import (
     broker_errors,
     check_url,
@@ -32,15 +34,23 @@ from jobgate.client.connection import (
     tenant_from_env,
     url_from_env,
 )
+from jobgate.client.credentials import REDACTED, is_sensitive_name
 from jobgate.client.errors import (
     BrokerUnavailableError,
+    ClusterNotServedWarning,
     JobgateError,
     JobTimeoutError,
+    PolicyBlockedError,
+    ProfileNotFoundError,
     SpecInvalidError,
 )
 from jobgate.client.keys import Keys, check_tenant
-from jobgate.client.models import ClusterName, JobRecord, JobSpec, JobStatus, Transition
+from jobgate.client.models import ClusterName, JobRecord, JobStatus, PolicyFinding, Transition
+from jobgate.client.policy import blocking, evaluate_policy
+from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profiles import apply_defaults
 from jobgate.client.store import JobStore, Observation, StatusUpdate
+from jobgate.client.validation import SpecSource, validate_job_spec
 
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
@@ -97,15 +107,68 @@ class Gateway:
             self._celery = make_celery(self.url, self.tenant, main="jobgate-client")
         return self._celery
 
-    def submit(self, spec: JobSpec | Mapping[str, Any], cluster: str) -> Job:
-        """Record the job and queue it for `cluster`; returns its handle at once."""
-        spec = _as_spec(spec)
-        try:
-            cluster = _CLUSTER.validate_python(cluster)
-        except ValidationError as e:
-            raise SpecInvalidError(
-                f"cluster {cluster!r} is not a cluster name (lowercase RFC 1123 label)"
-            ) from e
+    def clusters(self) -> dict[str, ClusterInfo]:
+        """Clusters a live worker serves right now, with the profile it serves them with."""
+        with broker_errors(self.url):
+            return live_clusters(self.store.redis, self.keys)
+
+    def preflight(
+        self,
+        spec: SpecSource,
+        cluster: str,
+        *,
+        include_passes: bool = False,
+        profile: ClusterProfile | None = None,
+    ) -> list[PolicyFinding]:
+        """The cluster's policy findings for a spec, without submitting it.
+
+        Checks against the profile a live worker serves the cluster with, or against
+        `profile` when given (e.g. ``load_profile("hpc")``, for a cluster no worker serves).
+        """
+        spec = validate_job_spec(spec)
+        if profile is None:
+            info = self.clusters().get(_cluster_name(cluster))
+            if info is None:
+                raise ProfileNotFoundError(
+                    f"no live worker serves cluster {cluster!r}, so its profile is unknown "
+                    "here; pass profile=load_profile(...) to check against a local copy"
+                )
+            profile = info.profile
+        return evaluate_policy(
+            apply_defaults(spec, profile), profile, include_passes=include_passes
+        )
+
+    def submit(self, spec: SpecSource, cluster: str, *, allow_policy_risk: bool = False) -> Job:
+        """Record the job and queue it for `cluster`; returns its handle at once.
+
+        Runs the policy preflight against the cluster's live profile first: BLOCK
+        findings raise PolicyBlockedError unless `allow_policy_risk` is set and the
+        profile allows overrides (the worker checks again either way). A cluster no
+        live worker serves gets a ClusterNotServedWarning: the job waits in its queue.
+        Secret-looking env values are kept out of the job record.
+        """
+        spec = validate_job_spec(spec)
+        cluster = _cluster_name(cluster)
+        findings: list[PolicyFinding] = []
+        info = self.clusters().get(cluster)
+        if info is None:
+            warnings.warn(
+                f"no live worker serves cluster {cluster!r}: the job waits in queue "
+                f"{routing.queue(cluster)} until one starts (jobgate worker --profile {cluster})",
+                ClusterNotServedWarning,
+                stacklevel=2,
+            )
+        else:
+            findings = evaluate_policy(apply_defaults(spec, info.profile), info.profile)
+            blocked = blocking(findings)
+            overridable = info.profile.policy.allow_overrides
+            if blocked and not (allow_policy_risk and overridable):
+                raise PolicyBlockedError(cluster, blocked, overridable=overridable)
+        secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
+        if secrets:
+            spec = spec.model_copy(
+                update={"env": {k: REDACTED if k in secrets else v for k, v in spec.env.items()}}
+            )
         job_id = ids.new_job_id()
         created = ids.created_at(job_id)
         record = JobRecord(
@@ -120,8 +183,10 @@ class Gateway:
             created_at=created,
             updated_at=created,
             history=[Transition(status=JobStatus.NEW, at=created, reason="accepted by gateway")],
+            findings=findings,
+            allow_policy_risk=allow_policy_risk,
         )
-        self.store.create(record)
+        self.store.create(record, secrets)
         try:
             with broker_errors(self.url):
                 self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
@@ -322,14 +387,10 @@ class Job:
         return JobRecord.model_validate(answer["record"])
 
 
-def _as_spec(spec: JobSpec | Mapping[str, Any]) -> JobSpec:
-    if isinstance(spec, JobSpec):
-        return spec
+def _cluster_name(cluster: str) -> str:
     try:
-        return JobSpec.model_validate(spec)
+        return _CLUSTER.validate_python(cluster)
     except ValidationError as e:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in err['loc']) or '(spec)'}: {err['msg']}"
-            for err in e.errors()
-        )
-        raise SpecInvalidError(f"Invalid job spec:\n{problems}") from e
+        raise SpecInvalidError(
+            f"cluster {cluster!r} is not a cluster name (lowercase RFC 1123 label)"
+        ) from e

@@ -19,6 +19,7 @@ from jobgate.client.models import JobStatus
 
 HISTORY_SUFFIX = ":history"
 EVENTS_SUFFIX = ":events"
+SECRETS_SUFFIX = ":secrets"
 TENANT_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -53,6 +54,19 @@ class Keys:
     def events(self, job_id: str) -> str:
         """Capped stream of one job's transitions, read by ``Job.wait()``."""
         return f"{self.job(job_id)}{EVENTS_SUFFIX}"
+
+    def secrets(self, job_id: str) -> str:
+        """Hash of a job's secret env values, kept out of its record; gone at finalize."""
+        return f"{self.job(job_id)}{SECRETS_SUFFIX}"
+
+    @property
+    def workers(self) -> str:
+        """Set of the hostnames of workers that published a heartbeat."""
+        return f"{self.prefix}workers"
+
+    def worker(self, hostname: str) -> str:
+        """A worker's heartbeat: the profiles it serves; expires when it stops beating."""
+        return f"{self.prefix}worker:{hostname}"
 
     @property
     def channel(self) -> str:

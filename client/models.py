@@ -10,9 +10,10 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,11 +25,41 @@ from pydantic import (
 
 MAX_ARRAY_ELEMENTS = 100_000
 
-#: A cluster name: an RFC 1123 label, so it is safe in queue names and labels.
-ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-#: A job name or tag: letters, digits, dot, dash, underscore; no paths, no spaces.
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+#: An RFC 1123 label: job and cluster names, tags, run ids, namespaces. Safe in queue
+#: names, scheduler job names, Kubernetes labels and file names.
+Label = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+ClusterName = Label
+#: Queue, partition, account or project names as schedulers spell them.
+SchedulerName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+#: One line of text: no NUL, no carriage return, no newline (it cannot start a second
+#: directive or command wherever it is written).
+OneLine = Annotated[str, StringConstraints(pattern=r"^[^\x00\r\n]*$", max_length=4096)]
+#: A reference to a secret in the worker's environment.
+SecretRef = Annotated[str, StringConstraints(pattern=r"^env:[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+#: A container image reference.
+Image = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}$")]
+AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/[^\x00\r\n]*$", max_length=4096)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL byte")
+    return value
+
+
+def _check_file_name(name: str) -> str:
+    if ".." in name:
+        raise ValueError(f"file name {name!r} contains '..'")
+    return name
+
+
+#: A plain file name: no directory part, no '..', no NUL or newline.
+FileName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9._+-]{1,255}$"),
+    AfterValidator(_check_file_name),
+]
 
 
 class JobStatus(StrEnum):
@@ -74,7 +105,8 @@ ACTIVE_STATES = frozenset(JobStatus) - FINISHED_STATES
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Input values stay out of error messages: they may be secrets.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 _ARRAY_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
@@ -162,22 +194,115 @@ class Resources(_Model):
     memory_mb: int | None = Field(default=None, ge=1)
     gpus: int = Field(default=0, ge=0)
     walltime_s: int | None = Field(default=None, ge=1)
-    queue: Name | None = None
-    account: Name | None = None
+    queue: SchedulerName | None = None
+    account: SchedulerName | None = None
+
+
+class Toleration(_Model):
+    """A Kubernetes toleration."""
+
+    key: OneLine | None = Field(default=None, description="Taint key; none: every taint.")
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: OneLine | None = Field(default=None, description="Taint value, with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute.")
+
+
+class Volume(_Model):
+    """A volume mounted into a Kubernetes job's container; exactly one source."""
+
+    name: Label = Field(description="Volume name in the pod.")
+    mount_path: AbsolutePath = Field(description="Where it appears in the container.")
+    read_only: bool = False
+    sub_path: OneLine | None = Field(default=None, description="Mount only this sub-path.")
+    pvc: Label | None = Field(default=None, description="A PersistentVolumeClaim's name.")
+    secret: Label | None = Field(default=None, description="A Secret's name.")
+    config_map: Label | None = Field(default=None, description="A ConfigMap's name.")
+    empty_dir: bool = Field(default=False, description="A scratch directory.")
+    host_path: AbsolutePath | None = Field(
+        default=None, description="A host directory (policy blocks it in job specs)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        sources = [self.pvc, self.secret, self.config_map, self.host_path]
+        if sum(s is not None for s in sources) + self.empty_dir != 1:
+            raise ValueError(
+                f"volume {self.name}: give exactly one of pvc, secret, config_map, "
+                "empty_dir, host_path"
+            )
+        return self
+
+
+class KubernetesLimits(_Model):
+    """Limits when they differ from the requests (the job's resources)."""
+
+    cpus: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, ge=1)
+
+
+class KubernetesJobOptions(_Model):
+    """Kubernetes-only settings of one job."""
+
+    namespace: Label | None = None
+    privileged: bool = False
+    service_account: Label | None = None
+    volumes: list[Volume] = Field(default_factory=list)
+    limits: KubernetesLimits | None = None
+    node_selector: dict[str, OneLine] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
+def _check_directive(directive: str) -> str:
+    if directive.lstrip().startswith("#"):
+        raise ValueError(
+            f"give the directive without its prefix (it is added for you): {directive!r}"
+        )
+    return directive
+
+
+class LsfJobOptions(_Model):
+    """LSF-only settings of one job: directives (without '#BSUB') and bsub arguments."""
+
+    directives: list[Annotated[OneLine, AfterValidator(_check_directive)]] = Field(
+        default_factory=list
+    )
+    extra_args: list[OneLine] = Field(default_factory=list)
+
+
+class SlurmJobOptions(_Model):
+    """Slurm-only settings of one job: extra sbatch arguments."""
+
+    extra_args: list[OneLine] = Field(default_factory=list)
 
 
 class JobSpec(_Model):
-    """What to run. Exactly one of `command` (shell text, or an argv list) and `script`."""
+    """What to run. Exactly one of `command` (shell text, or an argv list) and `script`.
 
-    name: Name
+    `env` values whose names look secret (see jobgate.client.credentials) never
+    reach the job record; `secret_env` names variables of the worker's environment
+    (``env:NAME``) to pass to the job.
+    """
+
+    name: Label
     command: str | list[str] | None = None
     script: str | None = None
+    image: Image | None = None
     resources: Resources = Field(default_factory=Resources)
-    env: dict[EnvName, str] = Field(default_factory=dict)
-    working_dir: str | None = None
+    env: dict[EnvName, Annotated[str, AfterValidator(_no_nul)]] = Field(default_factory=dict)
+    secret_env: dict[EnvName, SecretRef] = Field(default_factory=dict)
+    working_dir: AbsolutePath | None = None
     array: ArraySpec | None = None
-    tags: list[Name] = Field(default_factory=list)
-    labels: dict[Name, str] = Field(default_factory=dict)
+    run_id: Label | None = None
+    tags: list[Label] = Field(default_factory=list)
+    labels: dict[SchedulerName, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict
+    )
+    inputs: list[FileName] = Field(default_factory=list)
+    outputs: list[FileName] = Field(default_factory=list)
+    lsf: LsfJobOptions | None = None
+    slurm: SlurmJobOptions | None = None
+    kubernetes: KubernetesJobOptions | None = None
 
     @field_validator("command")
     @classmethod
@@ -186,21 +311,23 @@ class JobSpec(_Model):
             raise ValueError("an argv command needs at least the program")
         if isinstance(command, str) and not command.strip():
             raise ValueError("command is empty")
+        parts = command if isinstance(command, list) else [command or ""]
+        if any("\x00" in part for part in parts):
+            raise ValueError("command contains a NUL byte")
         return command
 
-    @field_validator("env")
+    @field_validator("script")
     @classmethod
-    def _check_env(cls, env: dict[str, str]) -> dict[str, str]:
-        for key, value in env.items():
-            if "\x00" in value:
-                raise ValueError(f"env value of {key} contains a NUL byte")
-        return env
+    def _check_script(cls, script: str | None) -> str | None:
+        if script is not None and "\x00" in script:
+            raise ValueError("script contains a NUL byte")
+        return script
 
     @field_validator("working_dir")
     @classmethod
     def _check_working_dir(cls, path: str | None) -> str | None:
-        if path is not None and (not path.startswith("/") or "\x00" in path or "\n" in path):
-            raise ValueError("working_dir must be an absolute path without NUL or newline")
+        if path is not None and ".." in path.split("/"):
+            raise ValueError("working_dir must not contain '..'")
         return path
 
     @field_validator("tags")
@@ -235,6 +362,26 @@ class ElementState(_Model):
     finished_at: datetime | None = None
 
 
+class PolicyLevel(StrEnum):
+    """How a policy finding weighs: PASS < WARN < BLOCK."""
+
+    PASS = "PASS"  # noqa: S105 - a level, not a password
+    WARN = "WARN"
+    BLOCK = "BLOCK"
+
+    @property
+    def rank(self) -> int:
+        return ("PASS", "WARN", "BLOCK").index(self.value)
+
+
+class PolicyFinding(_Model):
+    """One result of the policy preflight: a check's code, its level and what it found."""
+
+    code: str
+    level: PolicyLevel
+    message: str
+
+
 class JobRecord(_Model):
     """Everything jobgate knows of a job; the job store's copy is the source of truth."""
 
@@ -255,6 +402,11 @@ class JobRecord(_Model):
     finished_at: datetime | None = None
     history: list[Transition] = Field(default_factory=list)
     elements: list[ElementState] = Field(default_factory=list)
+    findings: list[PolicyFinding] = Field(default_factory=list)
+    allow_policy_risk: bool = False
+    policy_override: bool = Field(
+        default=False, description="True when BLOCK findings were bypassed (allow_policy_risk)."
+    )
 
 
 def aggregate_elements(elements: list[ElementState]) -> tuple[JobStatus, int | None, str | None]:

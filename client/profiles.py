@@ -1,64 +1,61 @@
-"""Cluster profiles: how one cluster is reached and run, loaded from YAML.
+"""Finding, loading and applying cluster profiles.
 
 A profile is found by path, or by name in (first match wins) the directories of
 ``JOBGATE_PROFILE_PATH`` (colon-separated), ``~/.config/jobgate/profiles`` and the
 profiles shipped with jobgate. An unknown name is an error that lists the known
-names; there is no fallback profile.
+names and the closest one; there is no fallback profile.
+
+Merge order for a job: jobgate's built-in defaults, then the profile's
+``defaults``, then what the job spec itself sets.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
+from jobgate.client.credentials import redact_sensitive_map
 from jobgate.client.errors import ProfileNotFoundError, SpecInvalidError
-from jobgate.client.models import ClusterName, EnvName
+from jobgate.client.models import JobSpec
+from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
+from jobgate.client.validation import describe_yaml_error
 
 USER_PROFILE_DIR = Path("~/.config/jobgate/profiles")
+BUILTIN = "built-in"
+
+__all__ = [
+    "ClusterProfile",
+    "ProfileSource",
+    "apply_defaults",
+    "find_profiles",
+    "load_profile",
+    "parse_profile",
+    "public_profile",
+]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(frozen=True)
+class ProfileSource:
+    """Where a profile of a given name comes from: a file, or jobgate's built-ins."""
 
+    name: str
+    origin: str
 
-class LocalSettings(_Model):
-    """The local backend: jobs are processes on the worker's own host."""
+    def read(self) -> str:
+        if self.origin == BUILTIN:
+            return _builtin_files()[self.name].read_text(encoding="utf-8")
+        return Path(self.origin).read_text(encoding="utf-8")
 
-    work_dir: str = "~/.local/state/jobgate/local"
-    max_parallel: int | None = Field(
-        default=None, ge=1, description="array elements run at once when the spec sets no %N"
-    )
-    cancel_grace_s: float = Field(default=5.0, gt=0, le=300)
-
-
-class ClusterProfile(_Model):
-    """One cluster as a worker serves it: backend, polling cadence, retention."""
-
-    name: ClusterName
-    backend: Literal["local"] = "local"
-    local: LocalSettings = Field(default_factory=LocalSettings)
-    poll_interval_s: float = Field(default=5.0, gt=0, le=600)
-    lease_ttl_s: float | None = Field(
-        default=None, gt=0, description="poll chain lease; default 3 poll intervals + 10 s"
-    )
-    reconcile_interval_s: float = Field(default=30.0, gt=0, le=3600)
-    resubmit_after_s: float = Field(
-        default=600.0, gt=0, description="re-send submit for a job still NEW after this long"
-    )
-    retention_s: int = Field(
-        default=7 * 24 * 3600, ge=60, description="how long finished job records are kept"
-    )
-    env: dict[EnvName, str] = Field(default_factory=dict)
-
-    @property
-    def effective_lease_ttl_s(self) -> float:
-        return self.lease_ttl_s or 3 * self.poll_interval_s + 10
+    def describe(self) -> str:
+        return f"built-in profile {self.name}" if self.origin == BUILTIN else self.origin
 
 
 def profile_dirs() -> list[Path]:
@@ -68,21 +65,22 @@ def profile_dirs() -> list[Path]:
     return dirs
 
 
-def _builtin_names() -> dict[str, str]:
-    files = resources.files("jobgate.profiles")
+def _builtin_files() -> dict[str, Traversable]:
     return {
-        f.name.removesuffix(".yaml"): f.read_text(encoding="utf-8")
-        for f in files.iterdir()
+        f.name.removesuffix(".yaml"): f
+        for f in resources.files("jobgate.profiles").iterdir()
         if f.name.endswith(".yaml")
     }
 
 
-def known_profile_names() -> list[str]:
-    names = set(_builtin_names())
-    for directory in profile_dirs():
+def find_profiles() -> dict[str, ProfileSource]:
+    """Every profile that can be loaded by name, with the source that wins."""
+    found = {name: ProfileSource(name, BUILTIN) for name in _builtin_files()}
+    for directory in reversed(profile_dirs()):
         if directory.is_dir():
-            names.update(p.stem for p in directory.glob("*.yaml"))
-    return sorted(names)
+            for path in sorted(directory.glob("*.yaml")):
+                found[path.stem] = ProfileSource(path.stem, str(path))
+    return dict(sorted(found.items()))
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
@@ -92,31 +90,25 @@ def load_profile(name_or_path: str) -> ClusterProfile:
         if not path.is_file():
             raise ProfileNotFoundError(f"profile file {path} does not exist")
         return parse_profile(path.read_text(encoding="utf-8"), source=str(path))
-    for directory in profile_dirs():
-        path = directory / f"{name_or_path}.yaml"
-        if path.is_file():
-            return parse_profile(path.read_text(encoding="utf-8"), source=str(path))
-    builtin = _builtin_names()
-    if name_or_path in builtin:
-        return parse_profile(builtin[name_or_path], source=f"built-in profile {name_or_path}")
-    known = known_profile_names()
-    close = difflib.get_close_matches(name_or_path, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    known = find_profiles()
+    if name_or_path in known:
+        source = known[name_or_path]
+        return parse_profile(source.read(), source=source.describe())
+    close = difflib.get_close_matches(name_or_path, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     raise ProfileNotFoundError(
-        f"no cluster profile named {name_or_path!r}{hint} Known profiles: {', '.join(known)}. "
-        "Add one as <name>.yaml to a directory in JOBGATE_PROFILE_PATH or "
-        f"{USER_PROFILE_DIR}, or pass a path."
+        f"no cluster profile named {name_or_path!r}{hint} Known profiles: "
+        f"{', '.join(known) or 'none'}. Add one as <name>.yaml to a directory in "
+        f"JOBGATE_PROFILE_PATH or {USER_PROFILE_DIR}, or pass a path."
     )
 
 
 def parse_profile(text: str, *, source: str) -> ClusterProfile:
-    """Parse profile YAML; errors name the source, and the line or the field."""
+    """Parse profile YAML; errors name the source and the line or the field."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise SpecInvalidError(f"{source}:{where} is not valid YAML: {e}") from e
+        raise SpecInvalidError(f"{source}: not valid YAML: {describe_yaml_error(e)}") from e
     if not isinstance(data, dict):
         raise SpecInvalidError(f"{source}: a profile is a YAML mapping, got {type(data).__name__}")
     try:
@@ -126,3 +118,32 @@ def parse_profile(text: str, *, source: str) -> ClusterProfile:
             f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()
         )
         raise SpecInvalidError(f"{source}: invalid profile: {problems}") from e
+
+
+def public_profile(profile: ClusterProfile) -> dict[str, Any]:
+    """The merged profile as plain data (its own backend's block only), with sensitive
+    names' values redacted."""
+    others: set[str] = {kind for kind in BACKEND_KINDS if kind != profile.backend}
+    return redact_sensitive_map(profile.model_dump(mode="json", exclude=others))
+
+
+def apply_defaults(spec: JobSpec, profile: ClusterProfile) -> JobSpec:
+    """The spec the cluster runs: the profile's defaults fill what the spec leaves unset.
+
+    Default env values of the form ``env:NAME`` are references: they join the
+    spec's `secret_env`, resolved on the worker, unless the spec sets that name.
+    """
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    resources_set = data.setdefault("resources", {})
+    for field, value in profile.defaults.resources.model_dump(exclude_none=True).items():
+        resources_set.setdefault(field, value)
+    env, secret_env = dict(data.get("env", {})), dict(data.get("secret_env", {}))
+    for name, value in profile.defaults.env.items():
+        if name in env or name in secret_env:
+            continue
+        if value.startswith("env:"):
+            secret_env[name] = value
+        else:
+            env[name] = value
+    data["env"], data["secret_env"] = env, secret_env
+    return JobSpec.model_validate(data)

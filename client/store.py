@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -21,8 +21,15 @@ import redis
 from jobgate.client import ids
 from jobgate.client.connection import broker_errors
 from jobgate.client.errors import JobNotFoundError
-from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, Keys
-from jobgate.client.models import ElementState, JobRecord, JobSpec, JobStatus, Transition
+from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, SECRETS_SUFFIX, Keys
+from jobgate.client.models import (
+    ElementState,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    PolicyFinding,
+    Transition,
+)
 
 EVENT_STREAM_MAXLEN = 64
 LIST_BUDGET = 5000
@@ -110,15 +117,22 @@ class JobStore:
     # -- records ---------------------------------------------------------------
 
     @_guarded
-    def create(self, record: JobRecord) -> None:
-        """Store a new record (state NEW) with its indexes and first event."""
+    def create(self, record: JobRecord, secrets: Mapping[str, str] | None = None) -> None:
+        """Store a new record (state NEW) with its indexes and first event.
+
+        `secrets` (env name -> value) go to a hash of their own, not into the record.
+        The spec is stored with only the fields its author set, so that profile
+        defaults can still fill the others.
+        """
         fields = {
             "id": record.id,
             "cluster": record.cluster,
             "owner": record.owner,
             "name": record.name,
             "tags": json.dumps(record.tags),
-            "spec": record.spec.model_dump_json(),
+            "spec": record.spec.model_dump_json(exclude_unset=True),
+            "findings": json.dumps([f.model_dump(mode="json") for f in record.findings]),
+            "allow_policy_risk": "1" if record.allow_policy_risk else "",
             "result_id": record.result_id,
             "status": record.status.value,
             "created_at": record.created_at.isoformat(),
@@ -139,12 +153,14 @@ class JobStore:
                 k.index_name(record.name),
                 k.index_status(JobStatus.NEW),
                 k.index_prefix("tag"),
+                k.secrets(job_id),
                 job_id,
                 json.dumps(fields),
                 json.dumps(record.tags),
                 first.model_dump_json(),
                 json.dumps(self._event("transition", job_id, record.cluster, first, None)),
                 EVENT_STREAM_MAXLEN,
+                json.dumps(dict(secrets or {})),
             ]
         )
         if not created:
@@ -219,6 +235,9 @@ class JobStore:
             elements=[ElementState.model_validate(e) for e in json.loads(elements)]
             if elements
             else [],
+            findings=[PolicyFinding.model_validate(f) for f in json.loads(opt("findings") or "[]")],
+            allow_policy_risk=bool(opt("allow_policy_risk")),
+            policy_override=bool(opt("policy_override")),
         )
 
     # -- transitions -------------------------------------------------------------
@@ -279,6 +298,28 @@ class JobStore:
             TransitionOutcome(outcome, JobStatus(previous) if previous else None)
             for outcome, previous in pipe.execute()
         ]
+
+    @_guarded
+    def record_policy(
+        self, job_id: str, findings: Sequence[PolicyFinding], *, override: bool
+    ) -> None:
+        """Store what the worker's policy check found, and whether BLOCKs were overridden."""
+        self.redis.hset(
+            self.keys.job(job_id),
+            mapping={
+                "findings": json.dumps([f.model_dump(mode="json") for f in findings]),
+                "policy_override": "1" if override else "",
+            },
+        )
+
+    @_guarded
+    def job_secrets(self, job_id: str) -> dict[str, str]:
+        """The job's secret env values (empty once the job is finalized)."""
+        return self.redis.hgetall(self.keys.secrets(job_id))  # type: ignore[return-value]
+
+    @_guarded
+    def drop_secrets(self, job_id: str) -> None:
+        self.redis.delete(self.keys.secrets(job_id))
 
     @_guarded
     def active(self, cluster: str) -> dict[str, str]:
@@ -426,6 +467,7 @@ class JobStore:
                     k.index_prefix("tag"),
                     repr(now_s),
                     limit,
+                    SECRETS_SUFFIX,
                 ]
             )
         )
@@ -441,13 +483,19 @@ class JobStore:
         pipe.execute()
 
     @_guarded
+    def mark_change(self, cluster: str, at_s: float) -> None:
+        """Note that a cluster's jobs changed (or a job joined): polling speeds up."""
+        self.redis.hset(self.keys.stats(cluster), "last_change_at", repr(at_s))
+
+    @_guarded
     def count_poll(self, cluster: str, outcome: str) -> None:
         """Count a polling chain step by outcome (continued, ended, superseded)."""
         self.redis.hincrby(self.keys.stats(cluster), f"polls_{outcome}", 1)
 
     @_guarded
     def query_stats(self, cluster: str) -> dict[str, float]:
-        """A cluster's counters: queries, jobs_queried, last_query_at, polls_<outcome>."""
+        """A cluster's counters: queries, jobs_queried, last_query_at, last_change_at,
+        polls_<outcome>."""
         raw: dict[str, str] = self.redis.hgetall(self.keys.stats(cluster))  # type: ignore[assignment]
         return {key: float(value) for key, value in raw.items()}
 

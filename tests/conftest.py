@@ -67,14 +67,15 @@ ProfileFactory = Callable[..., Path]
 
 @pytest.fixture
 def make_profile(tmp_path: Path, work_dir: Path) -> ProfileFactory:
-    """Write a local-backend profile (fast polling) and return its path."""
+    """Write a local-backend profile (fast, fixed polling: `poll_s`) and return its path."""
 
-    def make(name: str = "local", **overrides: Any) -> Path:
+    def make(name: str = "local", poll_s: float = 0.2, **overrides: Any) -> Path:
         data: dict[str, Any] = {
             "name": name,
             "backend": "local",
             "local": {"work_dir": str(work_dir), "cancel_grace_s": 2},
-            "poll_interval_s": 0.2,
+            "poll_interval_min_s": poll_s,
+            "poll_interval_max_s": poll_s,
             "reconcile_interval_s": 1,
             "lease_ttl_s": 3,
         }

@@ -213,7 +213,7 @@ def test_every_redis_key_is_under_the_jobgate_prefix(
 def test_working_dir_and_environment(
     gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
-    start_worker(make_profile(env={"FROM_PROFILE": "p"}))
+    start_worker(make_profile(defaults={"env": {"FROM_PROFILE": "p", "MINE": "overridden"}}))
     job = gateway.submit(
         JobSpec(
             name="env",
@@ -273,7 +273,7 @@ def test_a_job_killed_outside_jobgate_is_failed_as_lost(
 def test_fresh_status_refreshes_a_stale_snapshot(
     gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory, tmp_path: Path
 ) -> None:
-    start_worker(make_profile(poll_interval_s=0.5))
+    start_worker(make_profile(poll_s=0.5))
     gate = tmp_path / "go"
     job = gateway.submit(JobSpec(name="m", command=gated("true", gate)), cluster="local")
     wait_for(lambda: job.status() is JobStatus.RUNNING, what="job running")

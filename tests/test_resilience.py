@@ -18,6 +18,7 @@ from test_store import make_record
 
 from jobgate.client import (
     BrokerUnavailableError,
+    ClusterNotServedWarning,
     Gateway,
     JobRecord,
     JobSpec,
@@ -79,7 +80,7 @@ def test_two_poll_chains_started_at_once_leave_one(
     start_worker: WorkerFactory,
     tmp_path: Path,
 ) -> None:
-    worker = start_worker(make_profile(poll_interval_s=0.5), concurrency=4)
+    worker = start_worker(make_profile(poll_s=0.5), concurrency=4)
     gate = tmp_path / "go"
     job = gateway.submit(JobSpec(name="long", command=gated("true", gate)), cluster="local")
     wait_for(lambda: job.status() is JobStatus.RUNNING, what="job running")
@@ -121,7 +122,7 @@ def test_a_redelivered_countdown_poll_does_not_double_a_transition(
     """A countdown longer than the visibility timeout: the broker redelivers the poll
     while the worker still holds it, both copies come due, and the lease lets one run."""
     worker = start_worker(
-        make_profile(poll_interval_s=3, lease_ttl_s=30),
+        make_profile(poll_s=3, lease_ttl_s=30),
         env={"JOBGATE_VISIBILITY_TIMEOUT_S": "1"},
     )
     assert "is not far below the broker's visibility timeout" in worker.log_text()
@@ -161,7 +162,8 @@ def test_redis_lost_after_submit_is_a_clear_error(tmp_path: Path) -> None:
     server = devstack.RedisServer(tmp_path).start()
     try:
         gw = Gateway(server.url, owner="tester")
-        job = gw.submit(JobSpec(name="x", command="true"), cluster="nobody-serves-this")
+        with pytest.warns(ClusterNotServedWarning):
+            job = gw.submit(JobSpec(name="x", command="true"), cluster="nobody-serves-this")
         assert job.status() is JobStatus.NEW
     finally:
         server.stop()
@@ -235,13 +237,17 @@ def test_a_submit_that_cannot_be_queued_is_marked_failed(
     admin.acl_setuser(
         user, enabled=True, passwords=["+pw"], keys=[f"jobgate:{tenant}:job*",
         f"jobgate:{tenant}:idx*", f"jobgate:{tenant}:finalize", f"jobgate:{tenant}:expiry",
-        f"jobgate:{tenant}:active:*"], channels=["*"], commands=["+@all"],
+        f"jobgate:{tenant}:active:*", f"jobgate:{tenant}:worker*"], channels=["*"],
+        commands=["+@all"],
     )  # fmt: skip
     try:
         limited = Gateway(
             redis_url.replace("redis://", f"redis://{user}:pw@"), tenant=tenant, owner="tester"
         )
-        with pytest.raises(BrokerUnavailableError) as info:
+        with (
+            pytest.raises(BrokerUnavailableError) as info,
+            pytest.warns(ClusterNotServedWarning),
+        ):
             limited.submit(JobSpec(name="x", command="true"), cluster="local")
         message = str(info.value)
         assert "no permissions" in message

@@ -20,11 +20,11 @@ from jobgate.workers.polling import refresh
 def monitor_job(
     store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, job_id: str
 ) -> dict[str, Any]:
-    """The job's record, after refreshing the cluster's snapshot if it is older than one
-    poll interval (one batched query for the whole cluster, never one for this job)."""
+    """The job's record, after refreshing the cluster's snapshot if it is older than the
+    shortest poll interval (one batched query for the whole cluster, never one for this job)."""
     record = store.get(job_id)
     if record.status.is_active and record.backend_id:
-        refresh(store, app, backend, profile, max_age_s=profile.poll_interval_s)
+        refresh(store, app, backend, profile, max_age_s=profile.poll_interval_min_s)
         record = store.get(job_id)
     return {"record": record.model_dump(mode="json")}
 
@@ -51,7 +51,7 @@ def cancel_job(
             retention_s=profile.retention_s,
         )
         if outcome.applied:
-            finalize(store, app, job_id)
+            finalize(store, app, job_id, profile)
         record = store.get(job_id)
     return {"record": record.model_dump(mode="json")}
 

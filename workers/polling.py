@@ -112,9 +112,11 @@ def refresh(
         outcomes = store.transition_many(
             updates, observed_at=observed_at, retention_s=profile.retention_s
         )
+    if any(o.outcome in ("applied", "updated") for o in outcomes):
+        store.mark_change(cluster, observed_at)
     for update, outcome in zip(updates, outcomes, strict=True):
         if outcome.applied and update.seen.status.is_finished:
-            finalize(store, app, update.job_id)
+            finalize(store, app, update.job_id, profile)
     return len(active)
 
 
@@ -144,10 +146,19 @@ def _step(
         return "ended"
     # The next step is due one interval after this one began, however long the query took.
     elapsed = time.monotonic() - started
+    quiet_s = time.time() - store.query_stats(profile.name).get("last_change_at", 0.0)
     app.send_task(
         routing.POLL,
         args=[profile.name, token, seq + 1],
         queue=routing.poll_queue(profile.name),
-        countdown=max(0.0, profile.poll_interval_s - elapsed),
+        countdown=max(0.0, poll_interval_s(profile, quiet_s) - elapsed),
     )
     return "continued"
+
+
+def poll_interval_s(profile: ClusterProfile, quiet_s: float) -> float:
+    """The polling cadence after `quiet_s` seconds without a change in the cluster's jobs:
+    the shortest interval while things change, stretching to the longest after a quiet
+    spell of four longest intervals."""
+    low, high = profile.poll_interval_min_s, profile.poll_interval_max_s
+    return min(high, max(low, quiet_s / 4))

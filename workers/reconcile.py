@@ -41,7 +41,7 @@ def reconcile(
 ) -> ReconcileReport:
     now = time.time()
     purged = store.purge_expired(now)
-    finalized = finalize_pending(store, app)
+    finalized = finalize_pending(store, app, profile)
     adopted, resent = _settle_new_jobs(store, app, backend, profile, now)
     chain_started = bool(store.active(profile.name)) and start_chain(store, app, profile)
     if chain_started:

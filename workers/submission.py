@@ -15,22 +15,32 @@ from celery import Celery
 
 from jobgate.client.errors import BackendError, JobNotFoundError
 from jobgate.client.models import JobStatus
-from jobgate.client.profiles import ClusterProfile
+from jobgate.client.policy import blocking, evaluate_policy
+from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profiles import apply_defaults
 from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.finalize import finalize
 from jobgate.workers.locks import held
 from jobgate.workers.polling import start_chain
+from jobgate.workers.secret_handling import SCRUBBER, with_secrets
 
 log = logging.getLogger(__name__)
 
 SUBMIT_LOCK_S = 300
+POLICY_BLOCKED = "policy blocked"
 
 
 def submit_job(
     store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, job_id: str
 ) -> str:
-    """Submit the job if nobody has; returns what happened. Transient BackendError propagates."""
+    """Submit the job if nobody has; returns what happened. Transient BackendError propagates.
+
+    The profile's defaults are applied and its policy enforced here, whatever the
+    client did: a BLOCK finding fails the job with reason "policy blocked" before
+    anything reaches the scheduler, unless the submitter allowed the risk and the
+    profile allows overrides.
+    """
     with held(store.redis, store.keys.submit_lock(job_id), SUBMIT_LOCK_S) as taken:
         if not taken:
             return "being submitted"
@@ -45,10 +55,23 @@ def submit_job(
         if record.backend_id:
             start_chain(store, app, profile)
             return "already submitted"
+        spec = apply_defaults(record.spec, profile)
+        findings = evaluate_policy(spec, profile)
+        blocked = blocking(findings)
+        override = bool(blocked) and record.allow_policy_risk and profile.policy.allow_overrides
+        store.record_policy(job_id, findings, override=override)
+        if blocked and not override:
+            _fail(store, app, profile, job_id, POLICY_BLOCKED)
+            log.warning("job %s: %s (%s)", job_id, POLICY_BLOCKED,
+                        ", ".join(f.code for f in blocked))  # fmt: skip
+            return "policy blocked"
+        if override:
+            log.warning("job %s: policy BLOCK findings overridden by its submitter: %s",
+                        job_id, ", ".join(f.code for f in blocked))  # fmt: skip
         backend_id = backend.find(job_id)
         adopted = backend_id is not None
         if backend_id is None:
-            backend_id = backend.submit(job_id, record.spec)
+            backend_id = backend.submit(job_id, with_secrets(spec, store.job_secrets(job_id)))
         outcome = store.transition(
             StatusUpdate(
                 job_id,
@@ -64,6 +87,7 @@ def submit_job(
         backend.cancel(backend_id)
         log.info("job %s was cancelled during submission; cancelled %s", job_id, backend_id)
         return "cancelled"
+    store.mark_change(profile.name, time.time())
     start_chain(store, app, profile)
     log.info("job %s submitted to %s as %s", job_id, profile.name, backend_id)
     return "adopted" if adopted else "submitted"
@@ -73,10 +97,14 @@ def fail_submission(
     store: JobStore, app: Celery, profile: ClusterProfile, job_id: str, error: BackendError
 ) -> None:
     """Record a submit that cannot succeed as FAILED, with the scheduler's reason."""
+    _fail(store, app, profile, job_id, f"submit failed: {SCRUBBER.scrub(str(error))}")
+
+
+def _fail(store: JobStore, app: Celery, profile: ClusterProfile, job_id: str, reason: str) -> None:
     outcome = store.transition(
-        StatusUpdate(job_id, Observation(JobStatus.FAILED, reason=f"submit failed: {error}")),
+        StatusUpdate(job_id, Observation(JobStatus.FAILED, reason=reason)),
         observed_at=time.time(),
         retention_s=profile.retention_s,
     )
     if outcome.applied:
-        finalize(store, app, job_id)
+        finalize(store, app, job_id, profile)

@@ -1,6 +1,6 @@
 -- Purge finished job records whose retention has passed: record, history,
 -- events and every index entry. Key names come from keys.py as arguments.
-local job_prefix, history_suffix, events_suffix = ARGV[1], ARGV[2], ARGV[3]
+local job_prefix, history_suffix, events_suffix, secrets_suffix = ARGV[1], ARGV[2], ARGV[3], ARGV[14]
 local index_all, expiry, finalize, index_prefix = ARGV[4], ARGV[5], ARGV[6], {
   cluster = ARGV[7], owner = ARGV[8], name = ARGV[9], status = ARGV[10], tag = ARGV[11],
 }
@@ -20,7 +20,7 @@ for _, id in ipairs(ids) do
     end
   end
   redis.call('ZREM', index_all, id)
-  redis.call('DEL', job, job .. history_suffix, job .. events_suffix)
+  redis.call('DEL', job, job .. history_suffix, job .. events_suffix, job .. secrets_suffix)
   redis.call('ZREM', expiry, id)
   redis.call('ZREM', finalize, id)
 end

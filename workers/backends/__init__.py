@@ -23,8 +23,8 @@ def get_backend(profile: ClusterProfile) -> Backend:
         module_name, class_name, extra = _REGISTRY[profile.backend]
     except KeyError:
         raise ConfigurationError(
-            f"profile {profile.name!r}: unknown backend {profile.backend!r} "
-            f"(known: {', '.join(sorted(_REGISTRY))})"
+            f"profile {profile.name!r}: the {profile.backend} backend is not available in this "
+            f"version of jobgate (available: {', '.join(sorted(_REGISTRY))})"
         ) from None
     try:
         module = importlib.import_module(module_name)

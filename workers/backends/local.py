@@ -46,9 +46,11 @@ def render_program(spec: JobSpec) -> str:
 
 
 def job_environment(job_id: str, spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
-    """The worker's environment minus its own settings, then profile env, spec env, ids."""
+    """The worker's environment minus its own settings, then the job's env, then ids.
+
+    `spec` is the spec as run: profile defaults applied, secret values filled in.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
-    env.update(profile.env)
     env.update(spec.env)
     env["JOBGATE_JOB_ID"] = job_id
     env["JOBGATE_CLUSTER"] = profile.name
@@ -64,7 +66,8 @@ class LocalBackend(Backend):
 
     def __init__(self, profile: ClusterProfile) -> None:
         super().__init__(profile)
-        self.work_dir = Path(profile.local.work_dir).expanduser()
+        self.settings = profile.local_settings
+        self.work_dir = Path(self.settings.work_dir).expanduser()
 
     def job_dir(self, job_id: str) -> Path:
         if not JOB_ID_PATTERN.match(job_id):
@@ -86,7 +89,7 @@ class LocalBackend(Backend):
             raise BackendError(f"cannot prepare job directory {directory}: {e}") from e
         indices = [str(i) for i in spec.array.indices] if spec.array else []
         parallel = (spec.array.max_concurrent if spec.array else None) or (
-            self.profile.local.max_parallel or os.cpu_count() or 1
+            self.settings.max_parallel or os.cpu_count() or 1
         )
         cwd = spec.working_dir or str(directory)
         try:
@@ -223,7 +226,7 @@ class LocalBackend(Backend):
             return
         pgid = int(proc["pgid"])
         for sig, grace_s in (
-            (signal.SIGTERM, self.profile.local.cancel_grace_s),
+            (signal.SIGTERM, self.settings.cancel_grace_s),
             (signal.SIGKILL, 5.0),
         ):
             try:

@@ -1,0 +1,167 @@
+"""Secrets: which names are sensitive, references to secrets, credentials, scrubbing.
+
+A name is sensitive when one of its words is SECRET, TOKEN, PASSWORD, PASSWD,
+KEY or CREDENTIAL. Words are split at non-alphanumerics and camelCase humps and
+matched whole, so ``AWS_SECRET_ACCESS_KEY`` and ``apiToken`` are sensitive while
+``SECRETS_PATH`` and ``KEYBOARD`` are not.
+
+Profiles and job specs never hold a secret by value where a reference will do:
+``env:NAME`` names a variable in the worker's environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobgate.client.errors import ConfigurationError
+
+SENSITIVE_WORDS = frozenset({"SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL"})
+REDACTED = "<redacted>"
+UNSET = "<unset>"
+MASK = "***"
+
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]{0,127})$")
+#: The shortest value the scrubber removes from text; shorter ones would mangle it.
+MIN_SCRUB_LENGTH = 4
+
+
+def name_words(name: str) -> list[str]:
+    """The words of a variable or field name, upper-cased."""
+    return [w.upper() for w in _WORDS.findall(name)]
+
+
+def is_sensitive_name(name: str) -> bool:
+    return any(word in SENSITIVE_WORDS for word in name_words(name))
+
+
+def redact_sensitive_map(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with sensitive names' values replaced by ``<redacted>`` and None by ``<unset>``.
+
+    Nested mappings are redacted the same way.
+    """
+    redacted: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            redacted[name] = UNSET
+        elif is_sensitive_name(name):
+            redacted[name] = REDACTED
+        elif isinstance(value, Mapping):
+            redacted[name] = redact_sensitive_map(value)
+        else:
+            redacted[name] = value
+    return redacted
+
+
+def resolve_ref(ref: str, environ: Mapping[str, str] | None = None) -> str:
+    """The value an ``env:NAME`` reference points to; ConfigurationError naming NAME if unset."""
+    match = ENV_REF.match(ref)
+    if not match:
+        raise ConfigurationError(f"{ref!r} is not a secret reference (write env:VARIABLE_NAME)")
+    name = match.group(1)
+    value = (os.environ if environ is None else environ).get(name)
+    if value is None:
+        raise ConfigurationError(f"secret reference {ref} points to an unset variable {name}")
+    return value
+
+
+@dataclass(frozen=True)
+class StorageCredentials:
+    """S3 credentials and where they came from; the repr shows no secret."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    source: str = "arguments"
+
+    def __repr__(self) -> str:
+        key = self.access_key_id
+        shown = f"{key[:4]}…" if len(key) > 8 else MASK
+        token = UNSET if self.session_token is None else MASK
+        return (
+            f"StorageCredentials(source={self.source!r}, access_key_id={shown!r}, "
+            f"secret_access_key={MASK!r}, session_token={token!r})"
+        )
+
+
+@dataclass(frozen=True)
+class CredentialRefs:
+    """Where a profile says the storage credentials are (references, never values)."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
+def resolve_credentials(
+    *,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+    refs: CredentialRefs | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> StorageCredentials:
+    """Storage credentials from, in order: the arguments, the environment
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``), the
+    profile's references. The first complete source wins; a half-given pair is an error.
+    """
+    env = os.environ if environ is None else environ
+    if access_key_id is not None or secret_access_key is not None:
+        if access_key_id is None or secret_access_key is None:
+            raise ConfigurationError("give both access_key_id and secret_access_key, or neither")
+        return StorageCredentials(access_key_id, secret_access_key, session_token, "arguments")
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return StorageCredentials(
+            env["AWS_ACCESS_KEY_ID"],
+            env["AWS_SECRET_ACCESS_KEY"],
+            env.get("AWS_SESSION_TOKEN"),
+            "environment",
+        )
+    if refs is not None:
+        return StorageCredentials(
+            resolve_ref(refs.access_key_id, env),
+            resolve_ref(refs.secret_access_key, env),
+            resolve_ref(refs.session_token, env) if refs.session_token else None,
+            "profile",
+        )
+    raise ConfigurationError(
+        "no storage credentials: pass access_key_id and secret_access_key, set "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add storage.credentials "
+        "references (env:NAME) to the cluster profile"
+    )
+
+
+class SecretScrubber:
+    """Removes known secret values from text (log lines, error messages, reasons)."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+
+    def add(self, values: Iterable[str]) -> None:
+        self._values.update(v for v in values if len(v) >= MIN_SCRUB_LENGTH)
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+
+class ScrubbingFilter(logging.Filter):
+    """A logging filter that scrubs known secret values from every record it passes."""
+
+    def __init__(self, scrubber: SecretScrubber) -> None:
+        super().__init__()
+        self.scrubber = scrubber
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = self.scrubber.scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True

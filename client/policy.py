@@ -1,0 +1,232 @@
+"""Policy preflight: what a cluster's profile allows a job to ask for.
+
+`evaluate_policy` runs every check that applies to the spec and the profile;
+each check that runs produces one finding per thing it looked at: PASS, WARN or
+BLOCK. A check whose threshold the profile does not set does not run. So, with
+``include_passes=True``, an empty list means no check applied ("nothing ran"),
+while a list of PASS findings means every check that applied passed. Without it,
+only WARN and BLOCK findings are returned.
+
+The client runs the preflight before it submits (against the profile a live
+worker published), and the worker runs it again on every submit, whatever the
+client did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
+from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
+
+Check = Callable[[JobSpec, ClusterProfile], Iterator[PolicyFinding]]
+
+#: Commands that never end on purpose, by what they look like in the command text.
+NEVER_ENDING = (
+    (re.compile(r"\bsleep\s+(infinity|inf)\b"), "sleep infinity"),
+    (re.compile(r"\btail\s+-f\s+/dev/null\b"), "tail -f /dev/null"),
+    (re.compile(r"\bwhile\s+(true|:)\s*;?\s*do\s+(sleep\s+\S+\s*;?\s*)?done\b"), "an empty loop"),
+)
+
+
+def _finding(code: str, level: PolicyLevel, message: str) -> PolicyFinding:
+    return PolicyFinding(code=code, level=level, message=message)
+
+
+def _limits(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    p, r = profile.policy, spec.resources
+    asked = (
+        ("cpus", r.cpus, p.max_cpus, "cpus"),
+        ("memory", r.memory_mb, p.max_memory_mb, "MB of memory"),
+        ("gpus", r.gpus, p.max_gpus, "gpus"),
+        ("walltime", r.walltime_s, p.max_walltime_s, "s of walltime"),
+        (
+            "array",
+            len(spec.array.indices) if spec.array else None,
+            p.max_array_size,
+            "array elements",
+        ),
+    )
+    for what, value, limit, unit in asked:
+        if limit is None or value is None:
+            continue
+        code = f"{what}-over-max"
+        if value > limit:
+            yield _finding(
+                code,
+                PolicyLevel.BLOCK,
+                f"asks for {value} {unit}; cluster {profile.name} allows {limit}",
+            )
+        else:
+            yield _finding(code, PolicyLevel.PASS, f"{value} {unit} within {limit}")
+
+
+def _walltime(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    if not profile.policy.warn_missing_walltime:
+        return
+    if spec.resources.walltime_s is None:
+        yield _finding(
+            "walltime-missing",
+            PolicyLevel.WARN,
+            "no walltime: the job may run until the cluster's own limit",
+        )
+    else:
+        yield _finding("walltime-missing", PolicyLevel.PASS, "walltime given")
+
+
+def _never_ending(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    if not profile.policy.block_sleep_infinity:
+        return
+    text = " ".join(spec.command) if isinstance(spec.command, list) else (spec.command or "")
+    text = f"{text}\n{spec.script or ''}"
+    for pattern, what in NEVER_ENDING:
+        if pattern.search(text):
+            yield _finding(
+                "never-ending-command",
+                PolicyLevel.BLOCK,
+                f"the command runs {what}, which never ends; batch jobs must finish",
+            )
+            return
+    yield _finding("never-ending-command", PolicyLevel.PASS, "no never-ending command seen")
+
+
+def _registry_path(image: str) -> str:
+    """The image with its registry spelt out (docker.io for unqualified names)."""
+    first, _, rest = image.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return image
+    return f"docker.io/{image}" if rest else f"docker.io/library/{image}"
+
+
+def _containers(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    k8s = profile.kubernetes
+    image = spec.image or (k8s.image if k8s else None)
+    if profile.backend != "kubernetes":
+        if spec.image:
+            yield _finding(
+                "image-unsupported",
+                PolicyLevel.BLOCK,
+                f"cluster {profile.name} ({profile.backend}) does not run containers; "
+                "drop 'image' or submit to a kubernetes cluster",
+            )
+        return
+    if image is None:
+        yield _finding(
+            "image-missing",
+            PolicyLevel.BLOCK,
+            f"cluster {profile.name} runs containers: the job needs an image",
+        )
+        return
+    allowed = profile.policy.allowed_registries
+    if allowed:
+        full = _registry_path(image)
+        if any(full == a or full.startswith(a.rstrip("/") + "/") for a in allowed):
+            yield _finding(
+                "image-registry", PolicyLevel.PASS, f"{full} is from an allowed registry"
+            )
+        else:
+            yield _finding(
+                "image-registry",
+                PolicyLevel.BLOCK,
+                f"image {full} is not from an allowed registry ({', '.join(allowed)})",
+            )
+    options = spec.kubernetes
+    if options is None:
+        return
+    if options.privileged:
+        yield _finding(
+            "privileged-container", PolicyLevel.BLOCK, "privileged containers are not allowed"
+        )
+    for volume in options.volumes:
+        if volume.host_path is not None:
+            yield _finding(
+                "hostpath-volume",
+                PolicyLevel.BLOCK,
+                f"volume {volume.name} mounts host path {volume.host_path}",
+            )
+    limits, r = options.limits, spec.resources
+    if profile.policy.warn_request_limit_mismatch and limits is not None:
+        differ = (limits.cpus is not None and limits.cpus != r.cpus) or (
+            limits.memory_mb is not None and limits.memory_mb != r.memory_mb
+        )
+        level = PolicyLevel.WARN if differ else PolicyLevel.PASS
+        yield _finding(
+            "requests-limits-mismatch",
+            level,
+            "limits differ from requests: the pod may be throttled or evicted"
+            if differ
+            else "limits equal requests",
+        )
+
+
+def _namespace(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    allowed = profile.policy.allowed_namespaces
+    if profile.backend != "kubernetes" or not allowed or profile.kubernetes is None:
+        return
+    namespace = (spec.kubernetes.namespace if spec.kubernetes else None) or (
+        profile.kubernetes.namespace
+    )
+    if namespace in allowed:
+        yield _finding("namespace", PolicyLevel.PASS, f"namespace {namespace} is allowed")
+    else:
+        yield _finding(
+            "namespace",
+            PolicyLevel.BLOCK,
+            f"namespace {namespace} is not allowed ({', '.join(allowed)})",
+        )
+
+
+def _other_backend_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    for kind in BACKEND_KINDS:
+        if kind != profile.backend and getattr(spec, kind, None) is not None:
+            yield _finding(
+                "options-ignored",
+                PolicyLevel.WARN,
+                f"'{kind}' options are ignored on {profile.backend} cluster {profile.name}",
+            )
+
+
+def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    if spec.inputs or spec.outputs:
+        yield _finding(
+            "staging-unavailable",
+            PolicyLevel.BLOCK,
+            "this version of jobgate does not stage inputs or outputs yet",
+        )
+
+
+CHECKS: tuple[Check, ...] = (
+    _limits,
+    _walltime,
+    _never_ending,
+    _containers,
+    _namespace,
+    _other_backend_options,
+    _staging,
+)
+
+
+def evaluate_policy(
+    spec: JobSpec, profile: ClusterProfile, *, include_passes: bool = False
+) -> list[PolicyFinding]:
+    """The findings of every check that applies; PASS findings only if `include_passes`."""
+    findings = [finding for check in CHECKS for finding in check(spec, profile)]
+    if include_passes:
+        return findings
+    return [f for f in findings if f.level is not PolicyLevel.PASS]
+
+
+def summarize_preflight(findings: list[PolicyFinding]) -> tuple[PolicyLevel, str]:
+    """The worst level, and one line per WARN or BLOCK finding. No findings: (PASS, "")."""
+    level = max((f.level for f in findings), key=lambda lv: lv.rank, default=PolicyLevel.PASS)
+    lines = [
+        f"{f.level.value} {f.code}: {f.message}"
+        for f in findings
+        if f.level is not PolicyLevel.PASS
+    ]
+    return level, "\n".join(lines)
+
+
+def blocking(findings: list[PolicyFinding]) -> list[PolicyFinding]:
+    return [f for f in findings if f.level is PolicyLevel.BLOCK]

@@ -1,0 +1,309 @@
+"""What a cluster profile may say: the backend and its settings, job defaults, polling,
+retention, policy thresholds and storage.
+
+Profiles hold no secret values: where a secret is needed they hold a reference
+(``env:NAME``, a Kubernetes secret's name). ``docs/profiles.md`` is generated
+from these models (``python scripts/profile_reference.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from jobgate.client.credentials import CredentialRefs, is_sensitive_name
+from jobgate.client.models import (
+    ClusterName,
+    EnvName,
+    Label,
+    OneLine,
+    SchedulerName,
+    SecretRef,
+    Toleration,
+    Volume,
+)
+
+BackendKind = Literal["local", "slurm", "lsf", "kubernetes"]
+BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
+_TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
+PathTemplate = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class LocalSettings(_Model):
+    """The local backend: jobs are process groups on the worker's own host."""
+
+    work_dir: str = Field(
+        default="~/.local/state/jobgate/local",
+        description="One directory per job: program, stdout/stderr, exit record.",
+    )
+    max_parallel: int | None = Field(
+        default=None, ge=1, description="Array elements run at once when the spec gives no %N."
+    )
+    cancel_grace_s: float = Field(default=5.0, gt=0, le=300, description="SIGTERM to SIGKILL.")
+
+
+class SlurmSettings(_Model):
+    """Slurm (sbatch/squeue/sacct/scancel) on the worker's host."""
+
+    partition: SchedulerName | None = Field(default=None, description="sbatch --partition.")
+    account: SchedulerName | None = Field(default=None, description="sbatch --account.")
+    qos: SchedulerName | None = Field(default=None, description="sbatch --qos.")
+    constraint: OneLine | None = Field(default=None, description="sbatch --constraint.")
+    extra_args: list[OneLine] = Field(
+        default_factory=list, description="Extra sbatch arguments, before the job's own."
+    )
+
+
+class LsfSettings(_Model):
+    """IBM Spectrum LSF (bsub/bjobs/bkill) on the worker's host."""
+
+    queue: SchedulerName | None = Field(default=None, description="bsub -q.")
+    project: SchedulerName | None = Field(default=None, description="bsub -P.")
+    lsf_units: Literal["KB", "MB", "GB", "TB"] = Field(
+        default="MB", description="LSF_UNIT_FOR_LIMITS of the cluster, for -M and rusage[mem]."
+    )
+    extra_directives: list[OneLine] = Field(
+        default_factory=list,
+        description="Whole '#BSUB ...' lines appended verbatim to every job script.",
+    )
+    directives_skip: list[OneLine] = Field(
+        default_factory=list,
+        description="Generated directives containing any of these substrings are left out.",
+    )
+    extra_args: list[OneLine] = Field(
+        default_factory=list, description="Extra bsub arguments, before the job's own."
+    )
+    login_shell: OneLine | None = Field(default=None, description="bsub -L: the login shell.")
+    env_mode: Literal["all", "none"] = Field(
+        default="all", description="bsub -env: pass the submission environment or not."
+    )
+
+    @field_validator("extra_directives")
+    @classmethod
+    def _whole_directives(cls, lines: list[str]) -> list[str]:
+        for line in lines:
+            if not line.startswith("#BSUB "):
+                raise ValueError(f"extra_directives are whole lines starting '#BSUB ': {line!r}")
+        return lines
+
+
+class NamespaceOverrides(_Model):
+    """Settings that replace the cluster's for jobs in one namespace."""
+
+    service_account: Label | None = Field(default=None, description="Replaces the cluster's.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="Replaces the cluster's."
+    )
+    node_selector: dict[str, OneLine] | None = Field(default=None, description="Replaces it.")
+    tolerations: list[Toleration] | None = Field(default=None, description="Replace them.")
+    volumes: list[Volume] | None = Field(default=None, description="Replace the cluster's.")
+
+
+class KubernetesSettings(_Model):
+    """A Kubernetes cluster reached through the API (or kubectl)."""
+
+    namespace: Label = Field(default="default", description="Where jobs are created.")
+    image: OneLine | None = Field(default=None, description="Image for specs that give none.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        default="IfNotPresent", description="For the job's container."
+    )
+    image_pull_secrets: list[Label] = Field(
+        default_factory=list, description="Names of docker-registry secrets in the namespace."
+    )
+    service_account: Label | None = Field(default=None, description="The pods' service account.")
+    container_name: Label = Field(default="job", description="Name of the job's container.")
+    gpu_resource: OneLine = Field(
+        default="nvidia.com/gpu", description="Extended resource name GPUs are requested as."
+    )
+    node_selector: dict[str, OneLine] = Field(default_factory=dict, description="For every pod.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="For every pod.")
+    volumes: list[Volume] = Field(
+        default_factory=list, description="Mounted into every job (PVCs, secrets, config maps)."
+    )
+    namespace_overrides: dict[Label, NamespaceOverrides] = Field(
+        default_factory=dict, description="Per-namespace replacements ('hooks')."
+    )
+    kubeconfig: OneLine | None = Field(default=None, description="Path; default: in-cluster.")
+    context: OneLine | None = Field(default=None, description="kubeconfig context to use.")
+    use_kubectl: bool = Field(default=False, description="Use kubectl instead of the API client.")
+
+
+class DefaultResources(_Model):
+    """Resources a job gets when its spec does not say."""
+
+    cpus: int | None = Field(default=None, ge=1, description="CPUs per task.")
+    memory_mb: int | None = Field(default=None, ge=1, description="Memory per task.")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs per task.")
+    walltime_s: int | None = Field(default=None, ge=1, description="Run time limit.")
+    queue: SchedulerName | None = Field(default=None, description="Queue or partition.")
+    account: SchedulerName | None = Field(default=None, description="Account or project.")
+
+
+class JobDefaults(_Model):
+    """Job defaults: the job's own values win, then these, then jobgate's built-in ones."""
+
+    resources: DefaultResources = Field(
+        default_factory=DefaultResources, description="Resources a spec does not set."
+    )
+    env: dict[EnvName, OneLine] = Field(
+        default_factory=dict,
+        description="Environment for every job. A value 'env:NAME' is a reference to the "
+        "worker's environment; sensitive names must use one.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _no_secret_values(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if is_sensitive_name(name) and not value.startswith("env:"):
+                raise ValueError(
+                    f"{name} looks secret: give a reference (env:VARIABLE_NAME), not a value"
+                )
+        return env
+
+
+class Policy(_Model):
+    """Thresholds and rules that preflight checks and the worker enforces."""
+
+    max_cpus: int | None = Field(default=None, ge=1, description="More CPUs: BLOCK.")
+    max_memory_mb: int | None = Field(default=None, ge=1, description="More memory: BLOCK.")
+    max_gpus: int | None = Field(default=None, ge=0, description="More GPUs: BLOCK.")
+    max_walltime_s: int | None = Field(default=None, ge=1, description="Longer: BLOCK.")
+    max_array_size: int | None = Field(default=None, ge=1, description="More elements: BLOCK.")
+    warn_missing_walltime: bool = Field(default=True, description="No walltime: WARN.")
+    block_sleep_infinity: bool = Field(
+        default=True, description="Block commands that never end on purpose (sleep infinity…)."
+    )
+    warn_request_limit_mismatch: bool = Field(
+        default=True, description="Kubernetes limits that differ from requests: WARN."
+    )
+    allowed_registries: list[OneLine] = Field(
+        default_factory=list, description="Image registries allowed; empty: any."
+    )
+    allowed_namespaces: list[Label] = Field(
+        default_factory=list, description="Kubernetes namespaces allowed; empty: any."
+    )
+    allow_overrides: bool = Field(
+        default=False, description="Whether allow_policy_risk=True may bypass BLOCK findings."
+    )
+
+
+class StorageCredentialRefs(_Model):
+    """Where the worker finds S3 credentials: references (env:NAME), never values."""
+
+    access_key_id: SecretRef = Field(description="e.g. env:LAB_S3_KEY_ID")
+    secret_access_key: SecretRef = Field(description="e.g. env:LAB_S3_SECRET")
+    session_token: SecretRef | None = Field(default=None, description="For temporary credentials.")
+
+    def refs(self) -> CredentialRefs:
+        return CredentialRefs(self.access_key_id, self.secret_access_key, self.session_token)
+
+
+class Storage(_Model):
+    """S3-compatible storage for job inputs, outputs and logs."""
+
+    prefix: Annotated[
+        str, StringConstraints(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$")
+    ] = Field(description="s3://bucket/path under which jobs' files go.")
+    endpoint_url: OneLine | None = Field(default=None, description="For S3-compatible stores.")
+    region: OneLine | None = Field(default=None, description="The S3 region.")
+    inputs: PathTemplate = Field(
+        default="{prefix}/{run_id}/inputs/{filename}",
+        description="Where inputs are; placeholders {prefix}, {run_id}, {filename}.",
+    )
+    outputs: PathTemplate = Field(
+        default="{prefix}/{run_id}/outputs/{filename}", description="Where outputs go."
+    )
+    logs: PathTemplate = Field(
+        default="{prefix}/{run_id}/logs/{filename}", description="Where logs go."
+    )
+    credentials: StorageCredentialRefs | None = Field(
+        default=None, description="Used when the client passes none and AWS_* are unset."
+    )
+
+    @field_validator("inputs", "outputs", "logs")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = set(_TEMPLATE_FIELDS.findall(template)) - {"prefix", "run_id", "filename"}
+        if unknown:
+            known = "{prefix}, {run_id}, {filename}"
+            raise ValueError(f"unknown placeholder(s) {sorted(unknown)}; use {known}")
+        if "{filename}" not in template:
+            raise ValueError("a path template needs {filename}")
+        return template
+
+
+class ClusterProfile(_Model):
+    """One cluster as workers serve it. Only the block of the profile's backend may be set."""
+
+    name: ClusterName = Field(description="The cluster's name: cluster= in the client, queues.")
+    backend: BackendKind = Field(default="local", description="What runs the jobs.")
+    local: LocalSettings | None = Field(default=None, description="Settings of a local backend.")
+    slurm: SlurmSettings | None = Field(default=None, description="Settings of a Slurm backend.")
+    lsf: LsfSettings | None = Field(default=None, description="Settings of an LSF backend.")
+    kubernetes: KubernetesSettings | None = Field(
+        default=None, description="Settings of a Kubernetes backend."
+    )
+    defaults: JobDefaults = Field(default_factory=JobDefaults, description="Job defaults.")
+    job_name_prefix: Label = Field(
+        default="jobgate", description="Scheduler job names are <prefix>-<jobgate id>."
+    )
+    poll_interval_min_s: float = Field(
+        default=5.0, gt=0, le=600, description="Polling cadence while jobs change."
+    )
+    poll_interval_max_s: float = Field(
+        default=60.0, gt=0, le=600, description="Polling cadence after a long quiet spell."
+    )
+    lease_ttl_s: float | None = Field(
+        default=None, gt=0, description="How long a dead polling chain holds its lease."
+    )
+    reconcile_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Restart dead chains, adopt strays, purge."
+    )
+    resubmit_after_s: float = Field(
+        default=600.0, gt=0, description="Re-send the submit of a job still NEW after this long."
+    )
+    lost_grace_s: float = Field(
+        default=300.0, ge=0, description="A job missing from the scheduler is lost after this."
+    )
+    retention_s: int = Field(default=7 * 24 * 3600, ge=60, description="Finished records kept.")
+    result_expires_s: int = Field(
+        default=24 * 3600, ge=60, description="Final results kept in the Celery result backend."
+    )
+    policy: Policy = Field(default_factory=Policy, description="What jobs may ask for.")
+    storage: Storage | None = Field(default=None, description="S3 storage for job files.")
+
+    @model_validator(mode="after")
+    def _one_backend_block(self) -> Self:
+        for kind in BACKEND_KINDS:
+            if kind != self.backend and getattr(self, kind) is not None:
+                raise ValueError(f"a {self.backend} profile cannot have a '{kind}' block")
+        if getattr(self, self.backend) is None:
+            settings = {"local": LocalSettings, "slurm": SlurmSettings, "lsf": LsfSettings,
+                        "kubernetes": KubernetesSettings}[self.backend]  # fmt: skip
+            setattr(self, self.backend, settings())
+        if self.poll_interval_max_s < self.poll_interval_min_s:
+            raise ValueError("poll_interval_max_s is below poll_interval_min_s")
+        return self
+
+    @property
+    def effective_lease_ttl_s(self) -> float:
+        return self.lease_ttl_s or 3 * self.poll_interval_max_s + 10
+
+    @property
+    def local_settings(self) -> LocalSettings:
+        assert self.local is not None, f"profile {self.name} is not a local profile"
+        return self.local

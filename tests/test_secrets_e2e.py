@@ -1,0 +1,103 @@
+"""A job's secrets reach the job, and nothing else: not the worker log, not Flower, not the
+job record, not the result backend, not any value in Redis once the job is done."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import devstack
+from celery.result import AsyncResult
+from conftest import ProfileFactory, WorkerFactory, wait_for
+from test_cli import jobgate
+from test_gateway_e2e import TIMEOUT_S
+
+from jobgate.client import Gateway, JobSpec, JobStatus
+
+TOKEN, PASSWORD = "tok-LEAK-1f0a", "pw-LEAK-2c9e"
+
+
+def _all_values(gateway: Gateway) -> str:
+    """Every value of every key of the tenant, as text (keys that expire meanwhile skipped)."""
+    r = gateway.store.redis
+    readers: dict[str, Callable[[str], Any]] = {
+        "string": r.get,
+        "hash": r.hgetall,
+        "list": lambda key: r.lrange(key, 0, -1),
+        "set": r.smembers,
+        "zset": lambda key: r.zrange(key, 0, -1),
+        "stream": r.xrange,
+    }
+    dump = []
+    for key in r.scan_iter(match=f"jobgate:{gateway.tenant}:*", count=1000):
+        kind = str(r.type(key))
+        if kind != "none":
+            dump.append(f"{key} {readers[kind](key)}")
+    return "\n".join(dump)
+
+
+def test_a_secret_reaches_the_job_and_nothing_else(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    flower = devstack.Flower(
+        tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
+    ).start()
+    try:
+        worker = start_worker(make_profile(), env={"LAB_DB_PASSWORD": PASSWORD})
+        seen = tmp_path / "seen"
+        spec = JobSpec(
+            name="secretive",
+            command=f'echo "$API_TOKEN $DB_PASSWORD $PLAIN" > {seen}; echo done',
+            env={"API_TOKEN": TOKEN, "PLAIN": "visible"},
+            secret_env={"DB_PASSWORD": "env:LAB_DB_PASSWORD"},
+        )
+        job = gateway.submit(spec, "local")
+        record = job.wait(timeout_s=TIMEOUT_S)
+        assert record.status is JobStatus.SUCCEEDED
+        assert seen.read_text() == f"{TOKEN} {PASSWORD} visible\n"  # the job got them
+
+        assert record.spec.env == {"API_TOKEN": "<redacted>", "PLAIN": "visible"}
+        assert record.spec.secret_env == {"DB_PASSWORD": "env:LAB_DB_PASSWORD"}
+        final = AsyncResult(job.result_id, app=gateway.celery).get(timeout=TIMEOUT_S)
+        wait_for(lambda: not gateway.store.redis.exists(gateway.keys.secrets(job.id)),
+                 what="the job's secrets to be dropped at finalize")  # fmt: skip
+        assert "".join(job.logs()) == "done\n"
+
+        def flower_tasks() -> str | None:
+            tasks = flower.get_json("/api/tasks")
+            done = any(t["name"] == "jobgate.logs" and t["state"] == "SUCCESS"
+                       for t in tasks.values())  # fmt: skip
+            return json.dumps(tasks) if done else None
+
+        places = {
+            "job record": record.model_dump_json(),
+            "result backend": json.dumps(final),
+            "redis values": _all_values(gateway),
+            "worker log": worker.log_text(),
+            "flower tasks": wait_for(flower_tasks, what="Flower to see the tasks"),
+            "jobgate status": jobgate(gateway, "status", job.id).stdout,
+        }
+        for place, text in places.items():
+            assert TOKEN not in text, f"the token leaked into the {place}"
+            assert PASSWORD not in text, f"the password leaked into the {place}"
+        assert job.id in places["flower tasks"]  # Flower did see the job's tasks
+    finally:
+        flower.stop()
+
+
+def test_a_missing_secret_reference_fails_the_job_clearly(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    start_worker(make_profile())
+    job = gateway.submit(
+        JobSpec(name="nosecret", command="true", secret_env={"X": "env:JOBGATE_TEST_UNSET_VAR"}),
+        "local",
+    )
+    record = job.wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.FAILED
+    assert record.reason == (
+        "submit failed: secret_env X: secret reference env:JOBGATE_TEST_UNSET_VAR "
+        "points to an unset variable JOBGATE_TEST_UNSET_VAR"
+    )

@@ -1,0 +1,53 @@
+"""Secrets on the worker: filling them into a job at submission, and keeping them
+out of everything else.
+
+Every secret value this process handles is added to one scrubber; a logging
+filter on every handler (installed through Celery's logging signals, in the main
+process and in each pool process) replaces such values in log records, and
+failure reasons pass through the same scrubber before they are recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from celery import signals
+
+from jobgate.client.credentials import REDACTED, ScrubbingFilter, SecretScrubber, resolve_ref
+from jobgate.client.errors import BackendError, ConfigurationError
+from jobgate.client.models import JobSpec
+
+SCRUBBER = SecretScrubber()
+
+
+def _add_filter(logger: logging.Logger | None = None, **kwargs: Any) -> None:
+    for target in {logging.getLogger(), logger} - {None}:
+        assert target is not None
+        for handler in target.handlers:
+            if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
+                handler.addFilter(ScrubbingFilter(SCRUBBER))
+
+
+def install_log_scrubbing() -> None:
+    signals.after_setup_logger.connect(_add_filter, weak=False)
+    signals.after_setup_task_logger.connect(_add_filter, weak=False)
+
+
+def with_secrets(spec: JobSpec, secrets: Mapping[str, str]) -> JobSpec:
+    """The spec to run: redacted env values filled from the job's secrets, and `secret_env`
+    references resolved from this worker's environment. Every value joins the scrubber."""
+    env = dict(spec.env)
+    for name, value in spec.env.items():
+        if value == REDACTED:
+            if name not in secrets:
+                raise BackendError(f"the secret value of {name} is no longer available")
+            env[name] = secrets[name]
+    for name, ref in spec.secret_env.items():
+        try:
+            env[name] = resolve_ref(ref)
+        except ConfigurationError as e:
+            raise BackendError(f"secret_env {name}: {e}") from e
+    SCRUBBER.add(env[name] for name in (*secrets, *spec.secret_env) if name in env)
+    return spec.model_copy(update={"env": env, "secret_env": {}})
