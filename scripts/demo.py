@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import devstack
 
-from jobgate.client import Gateway, JobSpec, JobStatus
+from jobgate.client import Gateway, JobSpec, JobStatus, PolicyBlockedError, summarize_preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,6 +84,14 @@ def run_jobs(gw: Gateway) -> None:
         + ", ".join(f"{e.index}={e.status.value}" for e in done.elements)
     )
     print("  element 3 said: " + "".join(array.logs(index=3)).strip())
+
+    forever = JobSpec(name="forever", command="sleep infinity")
+    level, text = summarize_preflight(gw.preflight(forever, cluster="local"))
+    print(f"\npreflight of 'sleep infinity' on local: {level.value}\n  {text}")
+    try:
+        gw.submit(forever, cluster="local")
+    except PolicyBlockedError:
+        print("  so submit() refused it; nothing was queued")
 
     devstack.wait_until(lambda: sleeper.status() is JobStatus.RUNNING, 60, "sleeper to run")
     cancelled = sleeper.cancel()
