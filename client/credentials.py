@@ -153,13 +153,16 @@ class SecretScrubber:
 
 
 class ScrubbingFilter(logging.Filter):
-    """A logging filter that scrubs known secret values from every record it passes."""
+    """A logging filter for every record it passes: mapping arguments are redacted by
+    name (`redact_sensitive_map`), and known secret values are scrubbed from the text."""
 
     def __init__(self, scrubber: SecretScrubber) -> None:
         super().__init__()
         self.scrubber = scrubber
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            record.args = redact_sensitive_map(record.args)
         message = record.getMessage()
         scrubbed = self.scrubber.scrub(message)
         if scrubbed != message:

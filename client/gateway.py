@@ -34,7 +34,7 @@ from jobgate.client.connection import (
     tenant_from_env,
     url_from_env,
 )
-from jobgate.client.credentials import REDACTED, is_sensitive_name
+from jobgate.client.credentials import is_sensitive_name, redact_sensitive_map
 from jobgate.client.errors import (
     BrokerUnavailableError,
     ClusterNotServedWarning,
@@ -166,9 +166,7 @@ class Gateway:
                 raise PolicyBlockedError(cluster, blocked, overridable=overridable)
         secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
         if secrets:
-            spec = spec.model_copy(
-                update={"env": {k: REDACTED if k in secrets else v for k, v in spec.env.items()}}
-            )
+            spec = spec.model_copy(update={"env": redact_sensitive_map(spec.env)})
         job_id = ids.new_job_id()
         created = ids.created_at(job_id)
         record = JobRecord(

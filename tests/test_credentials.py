@@ -82,3 +82,7 @@ def test_scrubbing_filter_removes_known_secrets_from_log_records(
     with caplog.at_level(logging.INFO, logger="jobgate.test.scrub"):
         logger.info("connecting with %s as %s", "hunter2-long", "no")
     assert caplog.messages == ["connecting with *** as no"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="jobgate.test.scrub"):
+        logger.info("env %(API_TOKEN)s, home %(HOME)s", {"API_TOKEN": "t0k3n", "HOME": "/h"})
+    assert caplog.messages == ["env <redacted>, home /h"]

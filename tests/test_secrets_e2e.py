@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import devstack
+import pytest
 from celery.result import AsyncResult
 from conftest import ProfileFactory, WorkerFactory, wait_for
 from test_cli import jobgate
 from test_gateway_e2e import TIMEOUT_S
 
-from jobgate.client import Gateway, JobSpec, JobStatus
+from jobgate.client import Gateway, JobSpec, JobStatus, SpecInvalidError
 
 TOKEN, PASSWORD = "tok-LEAK-1f0a", "pw-LEAK-2c9e"
 
@@ -79,6 +80,9 @@ def test_a_secret_reaches_the_job_and_nothing_else(
             "flower tasks": wait_for(flower_tasks, what="Flower to see the tasks"),
             "jobgate status": jobgate(gateway, "status", job.id).stdout,
         }
+        with pytest.raises(SpecInvalidError) as refused:  # an error text about this very spec
+            gateway.submit({**spec.model_dump(), "resources": {"cpus": 0}}, "local")
+        places["error text"] = str(refused.value)
         for place, text in places.items():
             assert TOKEN not in text, f"the token leaked into the {place}"
             assert PASSWORD not in text, f"the password leaked into the {place}"
@@ -101,3 +105,24 @@ def test_a_missing_secret_reference_fails_the_job_clearly(
         "submit failed: secret_env X: secret reference env:JOBGATE_TEST_UNSET_VAR "
         "points to an unset variable JOBGATE_TEST_UNSET_VAR"
     )
+
+
+def test_failure_reasons_and_worker_logs_are_scrubbed_of_job_secrets(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    """The secret also appears in the working dir, so the submit error text contains it:
+    the recorded reason and the worker's own log lines must show *** instead."""
+    worker = start_worker(make_profile())
+    job = gateway.submit(
+        JobSpec(name="leaky", command="true", env={"API_TOKEN": TOKEN},
+                working_dir=f"/nonexistent/{TOKEN}"),
+        "local",
+    )  # fmt: skip
+    record = job.wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.FAILED
+    assert record.reason == "submit failed: cannot start job " + job.id + (
+        " in /nonexistent/***: [Errno 2] No such file or directory: '/nonexistent/***'"
+    )
+    wait_for(lambda: f"submit of job {job.id} failed" in worker.log_text(), what="log line")
+    assert "/nonexistent/***" in worker.log_text()
+    assert TOKEN not in worker.log_text()

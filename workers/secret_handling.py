@@ -23,8 +23,9 @@ SCRUBBER = SecretScrubber()
 
 
 def _add_filter(logger: logging.Logger | None = None, **kwargs: Any) -> None:
-    for target in {logging.getLogger(), logger} - {None}:
-        assert target is not None
+    """Give every handler of the root logger and of `logger` the scrubbing filter, once."""
+    targets = [logging.getLogger(), *([logger] if logger is not None else [])]
+    for target in targets:
         for handler in target.handlers:
             if not any(isinstance(f, ScrubbingFilter) for f in handler.filters):
                 handler.addFilter(ScrubbingFilter(SCRUBBER))
