@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from jobgate.client.ids import JOB_ID_PATTERN
+
 MAX_ARRAY_ELEMENTS = 100_000
 
 #: An RFC 1123 label: job and cluster names, tags, run ids, namespaces. Safe in queue
@@ -54,6 +56,8 @@ def _check_file_name(name: str) -> str:
     return name
 
 
+#: A jobgate job id (see jobgate.client.ids).
+JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN.pattern)]
 #: A plain file name: no directory part, no '..', no NUL or newline.
 FileName = Annotated[
     str,
@@ -300,6 +304,10 @@ class JobSpec(_Model):
     )
     inputs: list[FileName] = Field(default_factory=list)
     outputs: list[FileName] = Field(default_factory=list)
+    depends_on: list[JobId] = Field(
+        default_factory=list,
+        description="jobgate ids of jobs on the same cluster that must succeed first.",
+    )
     lsf: LsfJobOptions | None = None
     slurm: SlurmJobOptions | None = None
     kubernetes: KubernetesJobOptions | None = None

@@ -187,6 +187,19 @@ def _other_backend_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[P
             )
 
 
+#: Backends that turn depends_on into scheduler dependencies.
+DEPENDENCY_BACKENDS = frozenset({"slurm", "lsf"})
+
+
+def _dependencies(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    if spec.depends_on and profile.backend not in DEPENDENCY_BACKENDS:
+        yield _finding(
+            "depends-on-unsupported",
+            PolicyLevel.BLOCK,
+            f"the {profile.backend} backend does not support depends_on",
+        )
+
+
 def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
     if spec.inputs or spec.outputs:
         yield _finding(
@@ -203,6 +216,7 @@ CHECKS: tuple[Check, ...] = (
     _containers,
     _namespace,
     _other_backend_options,
+    _dependencies,
     _staging,
 )
 

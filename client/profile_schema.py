@@ -36,6 +36,8 @@ BackendKind = Literal["local", "slurm", "lsf", "kubernetes"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
 _TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
 PathTemplate = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: A directory for job files: no whitespace or '%' (scheduler output patterns use them).
+WorkDir = Annotated[str, StringConstraints(pattern=r"^[^\s%]+$", max_length=1024)]
 
 
 class _Model(BaseModel):
@@ -64,6 +66,29 @@ class SlurmSettings(_Model):
     constraint: OneLine | None = Field(default=None, description="sbatch --constraint.")
     extra_args: list[OneLine] = Field(
         default_factory=list, description="Extra sbatch arguments, before the job's own."
+    )
+    work_dir: WorkDir = Field(
+        default="~/.local/state/jobgate/slurm",
+        description="Job scripts, output and exit records; must be visible from compute nodes.",
+    )
+    command_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="A Slurm command slower than this is killed."
+    )
+    command_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries of a Slurm command that failed transiently."
+    )
+    query_chunk: int = Field(
+        default=500, ge=1, le=5000, description="Job ids per squeue/sacct command line."
+    )
+    query_concurrency: int = Field(default=4, ge=1, le=16, description="Chunks queried at once.")
+    requeue_preempted: bool = Field(
+        default=False, description="A preempted job is requeued (PENDING), not CANCELLED."
+    )
+    accounting: Literal["slurmdbd", "jobcomp", "none"] = Field(
+        default="slurmdbd",
+        description="Where finished jobs are looked up once squeue forgets them: sacct on "
+        "the accounting database, sacct -c on a JobCompType=jobcomp/filetxt file, or nowhere "
+        "(then only the jobs' exit records tell).",
     )
 
 

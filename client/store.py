@@ -67,6 +67,9 @@ class Observation:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     elements: list[ElementState] = field(default_factory=list)
+    #: The gateway ends this job although the scheduler still holds it (e.g. a dependency
+    #: failed and it would wait forever): once recorded, cancel it on the scheduler.
+    stop_on_scheduler: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,3 +133,43 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "con
     except RuntimeError as e:
         pytest.fail(str(e))
     return result
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class LocalSlurm:
+    """The private one-node Slurm that scripts/slurm-local runs, for the Slurm tests."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.conf = directory / "slurm.conf"
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "scripts" / "slurm-local"), "--dir", str(self.directory), *args],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def run(self, *argv: str) -> str:
+        """A Slurm client command against this cluster (squeue, scontrol...)."""
+        return subprocess.run(list(argv), env=self.env(), capture_output=True, text=True,
+                              timeout=60, check=True).stdout  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
+    """Slurm for the session. Skips when Slurm cannot start here, except in CI
+    (CI=true), where that is a failure."""
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    started = cluster.command("start")
+    if started.returncode != 0:
+        why = f"Slurm cannot start here: {(started.stderr or started.stdout).strip()[-800:]}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    yield cluster
+    cluster.command("stop", "--cancel-jobs")

@@ -37,7 +37,7 @@ def cancel_job(
     if record.status.is_active:
         backend_id = record.backend_id or backend.find(job_id)
         if backend_id:
-            backend.cancel(backend_id)
+            backend.cancel({job_id: backend_id})
         outcome = store.transition(
             StatusUpdate(
                 job_id,
@@ -75,7 +75,7 @@ def read_logs(
     finished = record.status.is_finished
     if not record.backend_id:
         return {"data": "", "offset": offset, "complete": finished}
-    chunk = backend.logs(record.backend_id, stream, offset, max_bytes, index)
+    chunk = backend.logs(job_id, record.backend_id, stream, offset, max_bytes, index)
     at_end = len(chunk.data) < max_bytes
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(chunk.data, final=finished and at_end)

@@ -19,8 +19,9 @@ from celery import Celery
 
 from jobgate.client import routing
 from jobgate.client.errors import JobgateError
+from jobgate.client.models import JobStatus
 from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore, StatusUpdate
+from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.finalize import finalize
 from jobgate.workers.locks import held
@@ -102,22 +103,37 @@ def refresh(
         if not active:
             return 0
         observed_at = time.time()
-        observations = backend.query(sorted(set(active.values())))
+        observations = backend.query(active)
         store.count_query(cluster, len(active), observed_at)
-        updates = [
-            StatusUpdate(job_id, seen)
-            for job_id, backend_id in active.items()
-            if (seen := observations.get(backend_id)) is not None
-        ]
+        observations.update(_lost(store, profile, observations, observed_at))
+        updates = [StatusUpdate(job_id, seen) for job_id, seen in observations.items()]
         outcomes = store.transition_many(
             updates, observed_at=observed_at, retention_s=profile.retention_s
         )
     if any(o.outcome in ("applied", "updated") for o in outcomes):
         store.mark_change(cluster, observed_at)
-    for update, outcome in zip(updates, outcomes, strict=True):
-        if outcome.applied and update.seen.status.is_finished:
+    applied = [u for u, o in zip(updates, outcomes, strict=True) if o.applied]
+    to_stop = {u.job_id: active[u.job_id] for u in applied if u.seen.stop_on_scheduler}
+    if to_stop:
+        backend.cancel(to_stop)
+    for update in applied:
+        if update.seen.status.is_finished:
             finalize(store, app, update.job_id, profile)
     return len(active)
+
+
+def _lost(
+    store: JobStore, profile: ClusterProfile, seen: dict[str, Observation], now: float
+) -> dict[str, Observation]:
+    """Jobs UNKNOWN to the backend for longer than the profile's grace: FAILED, lost."""
+    unknown = [job_id for job_id, o in seen.items() if o.status is JobStatus.UNKNOWN]
+    lost = {}
+    for record in filter(None, store.get_many(unknown)):
+        since = record.history[-1].at.timestamp() if record.history else now
+        if record.status is JobStatus.UNKNOWN and now - since > profile.lost_grace_s:
+            why = seen[record.id].reason or "the scheduler does not know it"
+            lost[record.id] = Observation(JobStatus.FAILED, reason=f"lost: {why}")
+    return lost
 
 
 def poll_step(

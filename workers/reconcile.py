@@ -64,7 +64,7 @@ def _settle_new_jobs(
     ]
     if not stale:
         return 0, 0
-    on_scheduler = backend.discover()
+    on_scheduler = backend.discover(stale)
     adopt = [job_id for job_id in stale if job_id in on_scheduler]
     store.transition_many(
         [

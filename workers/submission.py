@@ -14,7 +14,7 @@ import time
 from celery import Celery
 
 from jobgate.client.errors import BackendError, JobNotFoundError
-from jobgate.client.models import JobStatus
+from jobgate.client.models import JobSpec, JobStatus
 from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SUBMIT_LOCK_S = 300
 POLICY_BLOCKED = "policy blocked"
+DEPENDENCY_FAILED = "dependency failed"
 
 
 def submit_job(
@@ -71,7 +72,14 @@ def submit_job(
         backend_id = backend.find(job_id)
         adopted = backend_id is not None
         if backend_id is None:
-            backend_id = backend.submit(job_id, with_secrets(spec, store.job_secrets(job_id)))
+            try:
+                dependencies = _dependency_ids(store, profile.name, spec)
+            except DependencyFailedError as e:
+                _fail(store, app, profile, job_id, DEPENDENCY_FAILED)
+                log.warning("job %s: %s", job_id, e)
+                return DEPENDENCY_FAILED
+            runnable = with_secrets(spec, store.job_secrets(job_id))
+            backend_id = backend.submit(job_id, runnable, dependencies)
         outcome = store.transition(
             StatusUpdate(
                 job_id,
@@ -84,13 +92,40 @@ def submit_job(
         )
     if outcome.outcome == "finished":
         # Cancelled while we were submitting: the job must not run.
-        backend.cancel(backend_id)
+        backend.cancel({job_id: backend_id})
         log.info("job %s was cancelled during submission; cancelled %s", job_id, backend_id)
         return "cancelled"
     store.mark_change(profile.name, time.time())
     start_chain(store, app, profile)
     log.info("job %s submitted to %s as %s", job_id, profile.name, backend_id)
     return "adopted" if adopted else "submitted"
+
+
+class DependencyFailedError(BackendError):
+    """A job this one depends on failed or was cancelled: this one can never run."""
+
+
+def _dependency_ids(store: JobStore, cluster: str, spec: JobSpec) -> list[str]:
+    """Backend ids of the dependencies still to wait for (succeeded ones are dropped)."""
+    waiting = []
+    for dep_id in spec.depends_on:
+        try:
+            dep = store.get(dep_id)
+        except JobNotFoundError as e:
+            raise BackendError(f"dependency {dep_id} does not exist") from e
+        if dep.cluster != cluster:
+            raise BackendError(
+                f"dependency {dep_id} runs on cluster {dep.cluster}; dependencies must be on "
+                f"cluster {cluster} too"
+            )
+        if dep.status is JobStatus.SUCCEEDED:
+            continue
+        if dep.status.is_finished:
+            raise DependencyFailedError(f"dependency {dep_id} ended {dep.status.value}")
+        if not dep.backend_id:
+            raise BackendError(f"dependency {dep_id} is not submitted yet", transient=True)
+        waiting.append(dep.backend_id)
+    return waiting
 
 
 def fail_submission(

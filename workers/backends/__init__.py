@@ -14,6 +14,7 @@ __all__ = ["Backend", "LogChunk", "Observation", "get_backend"]
 #: backend kind -> (module, class, extra that provides its dependencies)
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "local": ("jobgate.workers.backends.local", "LocalBackend", "worker"),
+    "slurm": ("jobgate.workers.backends.slurm", "SlurmBackend", "worker"),
 }
 
 

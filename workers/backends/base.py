@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -26,8 +26,10 @@ class LogChunk:
 class Backend(ABC):
     """One scheduler behind one small interface.
 
-    Status is batched: `query` answers for many jobs with one scheduler call,
-    so the gateway's load on the scheduler does not grow with the number of jobs.
+    Jobs are named by both ids: the jobgate id (names, files) and the backend's id.
+    Status is batched: `query` answers for many jobs with one scheduler call (or a
+    few, for long id lists), so the gateway's load on the scheduler does not grow
+    with the number of jobs.
     """
 
     kind: ClassVar[str]
@@ -36,27 +38,35 @@ class Backend(ABC):
         self.profile = profile
 
     @abstractmethod
-    def submit(self, job_id: str, spec: JobSpec) -> str:
-        """Start the job; return the backend's id for it."""
+    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
+        """Start the job once the jobs with backend ids `dependencies` have succeeded;
+        return the backend's id for it."""
 
-    @abstractmethod
     def find(self, job_id: str) -> str | None:
         """The backend id of the job named after `job_id`, if it was already submitted."""
+        return self.discover([job_id]).get(job_id)
 
     @abstractmethod
-    def query(self, backend_ids: Sequence[str]) -> dict[str, Observation]:
-        """The state of each job, in one batched call."""
+    def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Which of these jobgate ids the scheduler already knows: jobgate id -> backend id."""
 
     @abstractmethod
-    def cancel(self, backend_id: str) -> None:
-        """Stop the job and everything it started; return once it is gone."""
+    def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
+        """The state of each job (jobgate id -> backend id), keyed by jobgate id. A job
+        the backend cannot tell about is left out."""
+
+    @abstractmethod
+    def cancel(self, jobs: Mapping[str, str]) -> None:
+        """Stop these jobs and everything they started; return once they are gone."""
 
     @abstractmethod
     def logs(
-        self, backend_id: str, stream: Stream, offset: int, max_bytes: int, index: int | None
+        self,
+        job_id: str,
+        backend_id: str,
+        stream: Stream,
+        offset: int,
+        max_bytes: int,
+        index: int | None,
     ) -> LogChunk:
         """Up to `max_bytes` of output from `offset` (of element `index` for arrays)."""
-
-    @abstractmethod
-    def discover(self) -> dict[str, str]:
-        """Jobs the scheduler holds under jobgate names: jobgate id -> backend id."""

@@ -9,17 +9,13 @@ the truth survives too, and any later worker reads it.
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -29,36 +25,21 @@ from jobgate.client.models import ElementState, JobSpec, JobStatus, aggregate_el
 from jobgate.client.profiles import ClusterProfile
 from jobgate.client.store import Observation
 from jobgate.workers.backends.base import Backend, LogChunk, Stream
+from jobgate.workers.backends.jobfiles import (
+    epoch,
+    exit_state,
+    read_indices,
+    read_json,
+    read_output,
+    task_base,
+    write_indices,
+)
+from jobgate.workers.backends.programs import job_environment, render_program
 
 SCRIPTS = Path(__file__).with_name("local_scripts")
 START_TIMEOUT_S = 10.0
 #: Worker settings that must not leak into a user's job environment.
 _PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
-
-
-def render_program(spec: JobSpec) -> str:
-    """The executable file a task runs: a script with a shebang, from command or script."""
-    if isinstance(spec.command, list):
-        return f"#!/bin/sh\nexec {shlex.join(spec.command)}\n"
-    text = spec.command if spec.command is not None else spec.script
-    assert text is not None
-    return text if text.startswith("#!") else f"#!/bin/sh\n{text}\n"
-
-
-def job_environment(job_id: str, spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
-    """The worker's environment minus its own settings, then the job's env, then ids.
-
-    `spec` is the spec as run: profile defaults applied, secret values filled in.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
-    env.update(spec.env)
-    env["JOBGATE_JOB_ID"] = job_id
-    env["JOBGATE_CLUSTER"] = profile.name
-    return env
-
-
-def _epoch(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
 
 
 class LocalBackend(Backend):
@@ -76,10 +57,13 @@ class LocalBackend(Backend):
 
     # -- submit ------------------------------------------------------------------
 
-    def find(self, job_id: str) -> str | None:
-        return job_id if (self.job_dir(job_id) / f"{job_id}.proc").exists() else None
+    def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Jobs whose runner was started (a runner record exists): backend id = job id."""
+        return {j: j for j in job_ids if (self.job_dir(j) / f"{j}.proc").exists()}
 
-    def submit(self, job_id: str, spec: JobSpec) -> str:
+    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
+        if dependencies:
+            raise BackendError("the local backend does not support depends_on")
         directory = self.job_dir(job_id)
         if (directory / f"{job_id}.proc").exists():
             return job_id
@@ -126,7 +110,7 @@ class LocalBackend(Backend):
         for script in ("runner.sh", "task.sh"):
             shutil.copyfile(SCRIPTS / script, directory / script)
         if spec.array:
-            (directory / f"{job_id}.indices").write_text(json.dumps(spec.array.indices))
+            write_indices(directory, job_id, spec.array.indices)
 
     @staticmethod
     def _wait_for_runner(job_id: str, directory: Path) -> None:
@@ -141,25 +125,24 @@ class LocalBackend(Backend):
 
     # -- status ------------------------------------------------------------------
 
-    def query(self, backend_ids: Sequence[str]) -> dict[str, Observation]:
-        return {backend_id: self._observe(backend_id) for backend_id in backend_ids}
+    def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
+        return {job_id: self._observe(job_id) for job_id in jobs}
 
     def _observe(self, job_id: str) -> Observation:
         directory = self.job_dir(job_id)
-        proc = _read_json(directory / f"{job_id}.proc")
+        proc = read_json(directory / f"{job_id}.proc")
         if proc is None:
             return Observation(JobStatus.FAILED, reason="lost: the job's directory has no runner")
         runner_alive = _alive(int(proc["runner_pid"]), directory)
         cancelled = (directory / f"{job_id}.cancelled").exists()
-        indices = _array_indices(directory, job_id)
+        indices = read_indices(directory, job_id)
         if indices is None:
-            state = self._task_state(directory / job_id, runner_alive, cancelled)
+            state = self._task_state(directory, job_id, runner_alive, cancelled, None)
             return Observation(
                 state.status, state.reason, state.exit_code, state.started_at, state.finished_at
             )
         elements = [
-            self._task_state(directory / f"{job_id}.{i}", runner_alive, cancelled, index=i)
-            for i in indices
+            self._task_state(directory, job_id, runner_alive, cancelled, i) for i in indices
         ]
         status, exit_code, reason = aggregate_elements(elements)
         started = [e.started_at for e in elements if e.started_at]
@@ -175,53 +158,44 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _task_state(
-        base: Path, runner_alive: bool, cancelled: bool, index: int = 0
+        directory: Path, job_id: str, runner_alive: bool, cancelled: bool, index: int | None
     ) -> ElementState:
-        """One task's state from its files; a single job is a task of index 0."""
-        started = _read_float(base.with_name(base.name + ".started"))
-        exit_path = base.with_name(base.name + ".exit")
-        record = _read_json(exit_path)
-        if record is None and not runner_alive:
-            record = _read_json(exit_path)  # the task may have finished between the two checks
-        if record is not None:
-            code = int(record["exit_code"])
-            if code == 0:
-                status, reason = JobStatus.SUCCEEDED, None
-            elif cancelled:
-                status, reason = JobStatus.CANCELLED, "cancelled by user"
-            else:
-                status, reason = JobStatus.FAILED, f"exit code {code}"
-            return ElementState(
-                index=index,
-                status=status,
-                exit_code=code,
-                reason=reason,
-                started_at=_epoch(float(record["started"])),
-                finished_at=_epoch(float(record["finished"])),
-            )
+        """One task's state from its files (`index` None: the task of a single job)."""
+        base = task_base(directory, job_id, index)
+        started = epoch(_read_float(base.with_name(f"{base.name}.started")))
+        finished = exit_state(directory, job_id, index)
+        if finished is None and not runner_alive:
+            finished = exit_state(directory, job_id, index)  # it may just have ended
+        if finished is not None:
+            if cancelled and finished.status is JobStatus.FAILED:
+                return finished.model_copy(
+                    update={"status": JobStatus.CANCELLED, "reason": "cancelled by user"}
+                )
+            return finished
+        element = index or 0
         if cancelled:
-            return ElementState(
-                index=index,
-                status=JobStatus.CANCELLED,
-                reason="cancelled by user",
-                started_at=_epoch(started),
-            )
+            return ElementState(index=element, status=JobStatus.CANCELLED,
+                                reason="cancelled by user", started_at=started)  # fmt: skip
         if runner_alive:
             status = JobStatus.RUNNING if started is not None else JobStatus.PENDING
-            return ElementState(index=index, status=status, started_at=_epoch(started))
+            return ElementState(index=element, status=status, started_at=started)
         return ElementState(
-            index=index,
+            index=element,
             status=JobStatus.FAILED,
             reason="lost: its processes ended without an exit record (killed outside jobgate?)",
-            started_at=_epoch(started),
+            started_at=started,
         )
 
     # -- cancel ------------------------------------------------------------------
 
-    def cancel(self, backend_id: str) -> None:
+    def cancel(self, jobs: Mapping[str, str]) -> None:
+        for job_id in jobs:
+            self._cancel(job_id)
+
+    def _cancel(self, backend_id: str) -> None:
         directory = self.job_dir(backend_id)
         (directory / f"{backend_id}.cancelled").touch()
-        proc = _read_json(directory / f"{backend_id}.proc")
+        proc = read_json(directory / f"{backend_id}.proc")
         if proc is None:
             return
         pgid = int(proc["pgid"])
@@ -245,37 +219,15 @@ class LocalBackend(Backend):
     # -- logs and discovery --------------------------------------------------------
 
     def logs(
-        self, backend_id: str, stream: Stream, offset: int, max_bytes: int, index: int | None
+        self,
+        job_id: str,
+        backend_id: str,
+        stream: Stream,
+        offset: int,
+        max_bytes: int,
+        index: int | None,
     ) -> LogChunk:
-        directory = self.job_dir(backend_id)
-        indices = _array_indices(directory, backend_id)
-        if indices is not None:
-            index = indices[0] if index is None else index
-            if index not in indices:
-                raise BackendError(f"job {backend_id} has no array index {index}")
-            base = f"{backend_id}.{index}"
-        elif index is not None:
-            raise BackendError(f"job {backend_id} is not an array; do not give an index")
-        else:
-            base = backend_id
-        path = directory / f"{base}.{'out' if stream == 'stdout' else 'err'}"
-        try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                data = f.read(max_bytes)
-        except FileNotFoundError:
-            data = b""
-        return LogChunk(data, offset + len(data))
-
-    def discover(self) -> dict[str, str]:
-        if not self.work_dir.is_dir():
-            return {}
-        return {
-            entry.name: entry.name
-            for entry in os.scandir(self.work_dir)
-            if JOB_ID_PATTERN.match(entry.name)
-            and os.path.exists(os.path.join(entry.path, f"{entry.name}.proc"))
-        }
+        return read_output(self.job_dir(backend_id), backend_id, stream, offset, max_bytes, index)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -307,25 +259,6 @@ def _alive(pid: int, directory: Path) -> bool:
         )
     except psutil.Error:
         return False
-
-
-def _array_indices(directory: Path, job_id: str) -> list[int] | None:
-    """The element indices of an array job; None for a single job."""
-    try:
-        return [int(i) for i in json.loads((directory / f"{job_id}.indices").read_text())]
-    except FileNotFoundError:
-        return None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object the scripts wrote (always by rename, so never half-written)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    if not isinstance(value, dict):
-        raise BackendError(f"{path} does not hold a JSON object")
-    return value
 
 
 def _read_float(path: Path) -> float | None:

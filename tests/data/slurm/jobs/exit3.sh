@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "exiting with 3" >&2
+exit 3

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "ok from job $SLURM_JOB_ID"

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Sleep for $1 seconds (default 300).
+sleep "${1:-300}"

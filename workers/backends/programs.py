@@ -1,0 +1,33 @@
+"""What a job runs and with which environment: the same for every backend that runs scripts."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from jobgate.client.models import JobSpec
+from jobgate.client.profile_schema import ClusterProfile
+
+#: Worker settings that must not leak into a user's job environment.
+_PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
+
+
+def render_program(spec: JobSpec) -> str:
+    """The executable file a task runs: a script with a shebang, from command or script."""
+    if isinstance(spec.command, list):
+        return f"#!/bin/sh\nexec {shlex.join(spec.command)}\n"
+    text = spec.command if spec.command is not None else spec.script
+    assert text is not None
+    return text if text.startswith("#!") else f"#!/bin/sh\n{text}\n"
+
+
+def job_environment(job_id: str, spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
+    """The worker's environment minus its own settings, then the job's env, then ids.
+
+    `spec` is the spec as run: profile defaults applied, secret values filled in.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+    env.update(spec.env)
+    env["JOBGATE_JOB_ID"] = job_id
+    env["JOBGATE_CLUSTER"] = profile.name
+    return env

@@ -1,0 +1,148 @@
+"""Slurm job scripts and sbatch command lines, as pure functions.
+
+A job lives in ``<work_dir>/<jobgate id>/`` (a directory compute nodes can see):
+the program, the batch script (kept for debugging), stdout/stderr, and per task an
+exit record the script's wrapper writes (exit code, start, end) so that the
+outcome is known even after Slurm has forgotten the job.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobgate.client.errors import BackendError
+from jobgate.client.models import JobSpec
+from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
+
+_JOB_ID = re.compile(r"^(\d+)(?:;(\S+))?$")
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Where one job's files are."""
+
+    directory: Path
+    job_id: str
+
+    @property
+    def script(self) -> Path:
+        return self.directory / f"{self.job_id}.sbatch"
+
+    @property
+    def program(self) -> Path:
+        return self.directory / f"{self.job_id}.program"
+
+    @property
+    def backend_id(self) -> Path:
+        """Where the Slurm job id is kept once sbatch has answered."""
+        return self.directory / f"{self.job_id}.slurm-id"
+
+    def base(self, index: int | None = None) -> Path:
+        name = self.job_id if index is None else f"{self.job_id}.{index}"
+        return self.directory / name
+
+    def output(self, stream: str, index: int | None = None) -> Path:
+        return self.base(index).with_name(f"{self.base(index).name}.{stream}")
+
+    def exit_record(self, index: int | None = None) -> Path:
+        return self.base(index).with_name(f"{self.base(index).name}.exit")
+
+    def output_pattern(self, stream: str, array: bool) -> str:
+        """sbatch's --output/--error pattern (%a: the array index)."""
+        name = f"{self.job_id}.%a.{stream}" if array else f"{self.job_id}.{stream}"
+        return str(self.directory / name)
+
+
+def job_name(profile: ClusterProfile, job_id: str) -> str:
+    """The Slurm job name: how jobgate finds its own jobs again."""
+    return f"{profile.job_name_prefix}-{job_id}"
+
+
+def format_walltime(seconds: int) -> str:
+    """Seconds as Slurm's --time: HH:MM:SS, or D-HH:MM:SS from a day on."""
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}-{clock}" if days else clock
+
+
+def sbatch_directives(
+    job_id: str,
+    spec: JobSpec,
+    profile: ClusterProfile,
+    files: JobFiles,
+    dependencies: list[str],
+) -> list[str]:
+    """The #SBATCH options of a job: the spec's resources over the profile's settings."""
+    settings: SlurmSettings | None = profile.slurm
+    assert settings is not None, f"profile {profile.name} is not a Slurm profile"
+    r = spec.resources
+    options = [
+        f"--job-name={job_name(profile, job_id)}",
+        f"--output={files.output_pattern('out', spec.array is not None)}",
+        f"--error={files.output_pattern('err', spec.array is not None)}",
+        f"--cpus-per-task={r.cpus}",
+        f"--chdir={spec.working_dir or files.directory}",
+    ]
+    optional = {
+        "--mem": f"{r.memory_mb}M" if r.memory_mb else None,
+        "--gres": f"gpu:{r.gpus}" if r.gpus else None,
+        "--time": format_walltime(r.walltime_s) if r.walltime_s else None,
+        "--partition": r.queue or settings.partition,
+        "--account": r.account or settings.account,
+        "--qos": settings.qos,
+        "--constraint": settings.constraint,
+        "--array": spec.array.model_dump() if spec.array else None,
+        "--dependency": "afterok:" + ":".join(dependencies) if dependencies else None,
+    }
+    options += [f"{flag}={value}" for flag, value in optional.items() if value]
+    for option in options:
+        if any(c.isspace() for c in option):
+            raise BackendError(f"#SBATCH {option!r}: Slurm directives cannot contain whitespace")
+    return options
+
+
+def render_batch_script(directives: list[str], files: JobFiles) -> str:
+    """The batch script: directives, then a wrapper that runs the program once and writes
+    its exit code and times beside its output, by rename."""
+    base = shlex.quote(str(files.base()))
+    program = shlex.quote(str(files.program))
+    lines = ["#!/bin/sh", *(f"#SBATCH {d}" for d in directives)]
+    lines += [
+        "# jobgate: run the program, then record its exit code and times.",
+        f"base={base}",
+        'if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then',
+        '    base="$base.$SLURM_ARRAY_TASK_ID"',
+        "    JOBGATE_ARRAY_INDEX=$SLURM_ARRAY_TASK_ID",
+        "    export JOBGATE_ARRAY_INDEX",
+        "fi",
+        "start=$(date +%s.%N)",
+        program,
+        "code=$?",
+        "end=$(date +%s.%N)",
+        'printf \'{"exit_code": %d, "started": %s, "finished": %s}\\n\' '
+        '"$code" "$start" "$end" > "$base.exit.tmp"',
+        'mv "$base.exit.tmp" "$base.exit"',
+        'exit "$code"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_argv(profile: ClusterProfile, spec: JobSpec, script: Path) -> list[str]:
+    """sbatch's command line: the profile's extra arguments first, then the job's."""
+    settings = profile.slurm
+    assert settings is not None
+    job_args = spec.slurm.extra_args if spec.slurm else []
+    return ["sbatch", "--parsable", *settings.extra_args, *job_args, str(script)]
+
+
+def parse_sbatch_parsable(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` ("1234", or "1234;cluster")."""
+    match = _JOB_ID.match(stdout.strip())
+    if not match:
+        raise BackendError(f"sbatch --parsable printed {stdout.strip()!r}, not a job id")
+    return match.group(1)

@@ -1,0 +1,220 @@
+"""Reading Slurm's answers, as pure functions: squeue and sacct rows, and what they mean.
+
+squeue uses a fixed ``-O`` format with ``-r`` (one row per array element), not
+``--json``: Slurm 22.05's JSON output ignores ``-j`` and ``--name`` and returns
+every job of the cluster (checked on the local Slurm; see tests/data/slurm).
+squeue's ``exit_code`` is the raw wait status (768 is exit 3; 15 is SIGTERM);
+sacct prints ``exit:signal``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jobgate.client.errors import BackendError
+from jobgate.client.models import ElementState, JobStatus, aggregate_elements
+from jobgate.client.store import Observation
+
+SQUEUE_FORMAT = (
+    "JobID:0|,ArrayJobID:0|,ArrayTaskID:0|,Name:0|,State:0|,Reason:0|,"
+    "StartTime:0|,EndTime:0|,exit_code:0|,DerivedEC:0"
+)
+SACCT_FIELDS = "jobid,jobidraw,jobname,state,exitcode,start,end"
+#: Reasons squeue gives while a job still waits, for which the gateway ends the job.
+DEPENDENCY_FAILED = "DependencyNeverSatisfied"
+
+STATES: dict[str, JobStatus] = {
+    **dict.fromkeys(
+        ["PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESV_DEL_HOLD"],
+        JobStatus.PENDING,
+    ),
+    **dict.fromkeys(
+        ["RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"], JobStatus.RUNNING
+    ),
+    **dict.fromkeys(["SUSPENDED", "STOPPED"], JobStatus.SUSPENDED),
+    "COMPLETED": JobStatus.SUCCEEDED,
+    **dict.fromkeys(
+        [
+            "FAILED",
+            "TIMEOUT",
+            "OUT_OF_MEMORY",
+            "NODE_FAIL",
+            "BOOT_FAIL",
+            "DEADLINE",
+            "SPECIAL_EXIT",
+        ],
+        JobStatus.FAILED,
+    ),
+    **dict.fromkeys(["CANCELLED", "PREEMPTED", "REVOKED"], JobStatus.CANCELLED),
+}
+
+
+@dataclass(frozen=True)
+class SlurmRow:
+    """One job, or one array element, as squeue or sacct reports it."""
+
+    array_job_id: str  # the id sbatch returned: the jobgate backend id
+    index: int | None  # array task id; None for a job that is not an array
+    name: str
+    state: str
+    reason: str
+    start: datetime | None
+    end: datetime | None
+    exit_code: int | None
+    signal: int | None
+
+
+def _time(text: str) -> datetime | None:
+    """Slurm's local timestamps ("2026-11-21T18:31:46"); N/A, NONE, Unknown: none."""
+    if not text or text in ("N/A", "NONE", "Unknown", "None"):
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        return None
+
+
+def _base_state(state: str) -> str:
+    """'CANCELLED by 0' -> 'CANCELLED'."""
+    return state.split()[0] if state else state
+
+
+def squeue_argv(backend_ids: list[str]) -> list[str]:
+    return ["squeue", "-h", "-t", "all", "-r", "-j", ",".join(backend_ids), "-O", SQUEUE_FORMAT]
+
+
+def parse_squeue(text: str) -> list[SlurmRow]:
+    """Rows of ``squeue -h -r -O SQUEUE_FORMAT``; a malformed line is an error naming it."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) < 10:
+            raise BackendError(f"squeue printed a line jobgate cannot read: {line!r}")
+        # The name is the only field that could hold a '|': take it from the middle.
+        job_id, array_job_id, task = fields[:3]
+        state, reason, start, end, status = fields[-6:-1]
+        name = "|".join(fields[3:-6])
+        raw = int(status) if status.isdigit() else None
+        rows.append(
+            SlurmRow(
+                array_job_id=array_job_id or job_id,
+                index=int(task) if task.isdigit() else None,
+                name=name,
+                state=_base_state(state),
+                reason=reason,
+                start=_time(start),
+                end=_time(end),
+                exit_code=None if raw is None else raw >> 8,
+                signal=None if raw is None else raw & 0x7F,
+            )
+        )
+    return rows
+
+
+def sacct_argv(backend_ids: list[str], accounting: str, since: datetime) -> list[str]:
+    """sacct for jobs gone from squeue: the accounting database, or the job completion file."""
+    common = ["-P", "-n", "-o", SACCT_FIELDS, "-j", ",".join(backend_ids)]
+    if accounting == "jobcomp":
+        return ["sacct", "-c", *common]
+    return ["sacct", "-X", *common, "-S", since.strftime("%Y-%m-%dT%H:%M:%S")]
+
+
+def parse_sacct(text: str) -> list[SlurmRow]:
+    """Rows of ``sacct -P -n -o SACCT_FIELDS``. Job ids "123_4" are array elements; the job
+    completion file has no array ids, so there every element is a job of its own."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) != 7:
+            raise BackendError(f"sacct printed a line jobgate cannot read: {line!r}")
+        job_id, raw_id, name, state, exit_status, start, end = fields
+        array_id, _, task = job_id.partition("_")
+        code, _, signal = exit_status.partition(":")
+        rows.append(
+            SlurmRow(
+                array_job_id=array_id if task else raw_id,
+                index=int(task) if task.isdigit() else None,
+                name=name,
+                state=_base_state(state),
+                reason="",
+                start=_time(start),
+                end=_time(end),
+                exit_code=int(code) if code.isdigit() else None,
+                signal=int(signal) if signal.isdigit() else None,
+            )
+        )
+    return rows
+
+
+def row_state(row: SlurmRow, *, requeue_preempted: bool = False) -> ElementState:
+    """What one row means for jobgate: status, reason and exit code."""
+    index = row.index or 0
+    if row.state == "PENDING" and row.reason == DEPENDENCY_FAILED:
+        return ElementState(index=index, status=JobStatus.FAILED, reason="dependency failed")
+    if row.state == "PREEMPTED" and requeue_preempted:
+        return ElementState(index=index, status=JobStatus.PENDING, reason="preempted, requeued")
+    status = STATES.get(row.state)
+    if status is None:
+        return ElementState(index=index, status=JobStatus.UNKNOWN,
+                            reason=f"Slurm state {row.state}")  # fmt: skip
+    reason: str | None = None
+    if status is JobStatus.PENDING:
+        reason = row.reason if row.reason not in ("", "None") else None
+    elif row.state == "FAILED":
+        reason = _failure(row)
+    elif status is JobStatus.FAILED or row.state == "PREEMPTED":
+        reason = row.state
+    return ElementState(
+        index=index,
+        status=status,
+        reason=reason,
+        exit_code=row.exit_code if status.is_finished else None,
+        started_at=row.start,
+        finished_at=row.end if status.is_finished else None,
+    )
+
+
+def _failure(row: SlurmRow) -> str:
+    if row.signal:
+        return f"{row.reason or 'FAILED'} (signal {row.signal})"
+    if row.reason == "NonZeroExitCode" or row.reason in ("", "None"):
+        return f"NonZeroExitCode (exit code {row.exit_code})"
+    return row.reason
+
+
+def observe(rows: list[SlurmRow], *, requeue_preempted: bool = False) -> Observation:
+    """One jobgate job from its rows: a single job, or an array (one row per element)."""
+    if len(rows) == 1 and rows[0].index is None:
+        state = row_state(rows[0], requeue_preempted=requeue_preempted)
+        return Observation(
+            state.status,
+            state.reason,
+            state.exit_code,
+            state.started_at,
+            state.finished_at,
+            stop_on_scheduler=state.reason == "dependency failed",
+        )
+    elements = sorted(
+        (row_state(r, requeue_preempted=requeue_preempted) for r in rows if r.index is not None),
+        key=lambda e: e.index,
+    )
+    status, exit_code, reason = aggregate_elements(elements)
+    dependency = any(e.reason == "dependency failed" for e in elements)
+    if dependency and not status.is_finished:
+        status, reason = JobStatus.FAILED, "dependency failed"
+    started = [e.started_at for e in elements if e.started_at]
+    finished = [e.finished_at for e in elements if e.finished_at]
+    return Observation(
+        status,
+        reason,
+        exit_code,
+        min(started) if started else None,
+        max(finished) if status.is_finished and finished else None,
+        elements,
+        stop_on_scheduler=dependency,
+    )
