@@ -77,6 +77,7 @@ def test_cancel_a_running_job(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # Slurm kills a 1-minute job about 80 s after it starts
 def test_a_job_over_its_walltime_fails_with_timeout(
     gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory
 ) -> None:
