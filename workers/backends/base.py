@@ -8,11 +8,35 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from jobgate.client.models import JobSpec
+from jobgate.client.models import ElementState, JobSpec, aggregate_elements
 from jobgate.client.profiles import ClusterProfile
 from jobgate.client.store import Observation
 
 Stream = Literal["stdout", "stderr"]
+
+
+def task_observation(state: ElementState, *, stop_on_scheduler: bool = False) -> Observation:
+    """A single job's observation from the state of its one task."""
+    return Observation(state.status, state.reason, state.exit_code, state.started_at,
+                       state.finished_at, stop_on_scheduler=stop_on_scheduler)  # fmt: skip
+
+
+def array_observation(
+    elements: list[ElementState], *, stop_on_scheduler: bool = False
+) -> Observation:
+    """An array job's observation: aggregate status, earliest start, last finish."""
+    status, exit_code, reason = aggregate_elements(elements)
+    started = [e.started_at for e in elements if e.started_at]
+    finished = [e.finished_at for e in elements if e.finished_at]
+    return Observation(
+        status,
+        reason,
+        exit_code,
+        min(started) if started else None,
+        max(finished) if status.is_finished and finished else None,
+        elements,
+        stop_on_scheduler=stop_on_scheduler,
+    )
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,16 @@ import psutil
 
 from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN
-from jobgate.client.models import ElementState, JobSpec, JobStatus, aggregate_elements
+from jobgate.client.models import ElementState, JobSpec, JobStatus
 from jobgate.client.profiles import ClusterProfile
 from jobgate.client.store import Observation
-from jobgate.workers.backends.base import Backend, LogChunk, Stream
+from jobgate.workers.backends.base import (
+    Backend,
+    LogChunk,
+    Stream,
+    array_observation,
+    task_observation,
+)
 from jobgate.workers.backends.jobfiles import (
     epoch,
     exit_state,
@@ -137,23 +143,11 @@ class LocalBackend(Backend):
         cancelled = (directory / f"{job_id}.cancelled").exists()
         indices = read_indices(directory, job_id)
         if indices is None:
-            state = self._task_state(directory, job_id, runner_alive, cancelled, None)
-            return Observation(
-                state.status, state.reason, state.exit_code, state.started_at, state.finished_at
+            return task_observation(
+                self._task_state(directory, job_id, runner_alive, cancelled, None)
             )
-        elements = [
-            self._task_state(directory, job_id, runner_alive, cancelled, i) for i in indices
-        ]
-        status, exit_code, reason = aggregate_elements(elements)
-        started = [e.started_at for e in elements if e.started_at]
-        finished = [e.finished_at for e in elements if e.finished_at]
-        return Observation(
-            status,
-            reason,
-            exit_code,
-            min(started) if started else None,
-            max(finished) if status.is_finished and finished else None,
-            elements,
+        return array_observation(
+            [self._task_state(directory, job_id, runner_alive, cancelled, i) for i in indices]
         )
 
     @staticmethod

@@ -17,11 +17,17 @@ from pathlib import Path
 
 from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN, created_at
-from jobgate.client.models import ElementState, JobSpec, JobStatus, aggregate_elements
+from jobgate.client.models import ElementState, JobSpec, JobStatus
 from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
 from jobgate.client.store import Observation
 from jobgate.workers.backends import commands
-from jobgate.workers.backends.base import Backend, LogChunk, Stream
+from jobgate.workers.backends.base import (
+    Backend,
+    LogChunk,
+    Stream,
+    array_observation,
+    task_observation,
+)
 from jobgate.workers.backends.jobfiles import exit_state, read_indices, read_output, write_indices
 from jobgate.workers.backends.programs import job_environment, render_program
 from jobgate.workers.backends.slurm_script import (
@@ -193,8 +199,8 @@ class SlurmBackend(Backend):
         queued = observe(rows, requeue_preempted=self.settings.requeue_preempted)
         if not rest:
             return queued
-        return self._array(sorted([*queued.elements, *rest], key=lambda e: e.index),
-                           queued.stop_on_scheduler)  # fmt: skip
+        elements = sorted([*queued.elements, *rest], key=lambda e: e.index)
+        return array_observation(elements, stop_on_scheduler=queued.stop_on_scheduler)
 
     def _observe_gone(self, job_id: str, history: list[SlurmRow]) -> Observation:
         """A job squeue no longer lists: from sacct, else from its exit records, else unknown."""
@@ -203,10 +209,8 @@ class SlurmBackend(Backend):
         if indices is None:
             if history:
                 return observe(history[:1], requeue_preempted=self.settings.requeue_preempted)
-            state = exit_state(directory, job_id, None) or self._unknown(0)
-            return Observation(state.status, state.reason, state.exit_code, state.started_at,
-                               state.finished_at)  # fmt: skip
-        return self._array([self._element_from_files(job_id, i) for i in indices], False)
+            return task_observation(exit_state(directory, job_id, None) or self._unknown(0))
+        return array_observation([self._element_from_files(job_id, i) for i in indices])
 
     def _element_from_files(self, job_id: str, index: int) -> ElementState:
         directory = self.files(job_id).directory
@@ -216,15 +220,6 @@ class SlurmBackend(Backend):
     def _unknown(index: int) -> ElementState:
         return ElementState(index=index, status=JobStatus.UNKNOWN,
                             reason="not in squeue or sacct, and no exit record")  # fmt: skip
-
-    @staticmethod
-    def _array(elements: list[ElementState], stop: bool) -> Observation:
-        status, exit_code, reason = aggregate_elements(elements)
-        started = [e.started_at for e in elements if e.started_at]
-        finished = [e.finished_at for e in elements if e.finished_at]
-        return Observation(status, reason, exit_code, min(started) if started else None,
-                           max(finished) if status.is_finished and finished else None,
-                           elements, stop_on_scheduler=stop)  # fmt: skip
 
     # -- cancel and logs --------------------------------------------------------------
 

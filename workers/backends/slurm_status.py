@@ -9,12 +9,13 @@ sacct prints ``exit:signal``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from jobgate.client.errors import BackendError
-from jobgate.client.models import ElementState, JobStatus, aggregate_elements
+from jobgate.client.models import ElementState, JobStatus
 from jobgate.client.store import Observation
+from jobgate.workers.backends.base import array_observation, task_observation
 
 SQUEUE_FORMAT = (
     "JobID:0|,ArrayJobID:0|,ArrayTaskID:0|,Name:0|,State:0|,Reason:0|,"
@@ -191,30 +192,13 @@ def observe(rows: list[SlurmRow], *, requeue_preempted: bool = False) -> Observa
     """One jobgate job from its rows: a single job, or an array (one row per element)."""
     if len(rows) == 1 and rows[0].index is None:
         state = row_state(rows[0], requeue_preempted=requeue_preempted)
-        return Observation(
-            state.status,
-            state.reason,
-            state.exit_code,
-            state.started_at,
-            state.finished_at,
-            stop_on_scheduler=state.reason == "dependency failed",
-        )
+        return task_observation(state, stop_on_scheduler=state.reason == "dependency failed")
     elements = sorted(
         (row_state(r, requeue_preempted=requeue_preempted) for r in rows if r.index is not None),
         key=lambda e: e.index,
     )
-    status, exit_code, reason = aggregate_elements(elements)
     dependency = any(e.reason == "dependency failed" for e in elements)
-    if dependency and not status.is_finished:
-        status, reason = JobStatus.FAILED, "dependency failed"
-    started = [e.started_at for e in elements if e.started_at]
-    finished = [e.finished_at for e in elements if e.finished_at]
-    return Observation(
-        status,
-        reason,
-        exit_code,
-        min(started) if started else None,
-        max(finished) if status.is_finished and finished else None,
-        elements,
-        stop_on_scheduler=dependency,
-    )
+    seen = array_observation(elements, stop_on_scheduler=dependency)
+    if dependency and not seen.status.is_finished:
+        return replace(seen, status=JobStatus.FAILED, reason="dependency failed")
+    return seen
