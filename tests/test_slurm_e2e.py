@@ -43,6 +43,12 @@ def hpc_profile(tmp_path: Path) -> Path:
     return path
 
 
+def slurm_state(slurm: LocalSlurm, backend_id: str | None) -> str:
+    """The job's state as Slurm itself reports it."""
+    assert backend_id is not None
+    return slurm.run("squeue", "-h", "-t", "all", "-j", backend_id, "-o", "%T").strip()
+
+
 def test_success_failure_and_output(
     gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory
 ) -> None:
@@ -71,9 +77,8 @@ def test_cancel_a_running_job(
     record = job.cancel(timeout_s=TIMEOUT_S)
     assert (record.status, record.reason) == (JobStatus.CANCELLED, "cancelled by user")
     assert record.backend_id is not None
-    state = lambda: slurm.run("squeue", "-h", "-t", "all", "-j", record.backend_id,  # noqa: E731
-                              "-o", "%T").strip()  # fmt: skip
-    wait_for(lambda: state() == "CANCELLED", timeout_s=60, what="Slurm to cancel the job")
+    wait_for(lambda: slurm_state(slurm, record.backend_id) == "CANCELLED", timeout_s=60,
+             what="Slurm to cancel the job")  # fmt: skip
 
 
 @pytest.mark.slow
@@ -126,9 +131,8 @@ def test_dependencies_run_in_order_and_a_failed_one_fails_the_next(
     record = waiting.wait(timeout_s=TIMEOUT_S)
     assert (record.status, record.reason) == (JobStatus.FAILED, "dependency failed")
     assert record.backend_id is not None
-    state = lambda: slurm.run("squeue", "-h", "-t", "all", "-j", record.backend_id,  # noqa: E731
-                              "-o", "%T").strip()  # fmt: skip
-    wait_for(lambda: state() == "CANCELLED", timeout_s=60, what="Slurm to drop the job")
+    wait_for(lambda: slurm_state(slurm, record.backend_id) == "CANCELLED", timeout_s=60,
+             what="Slurm to drop the job")  # fmt: skip
 
 
 def counting_squeue(directory: Path) -> tuple[dict[str, str], Path]:
