@@ -9,13 +9,14 @@ reader never sees half a record; an array job lists its indices in
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import ElementState, JobStatus
-from jobgate.workers.backends.base import LogChunk, Stream
+from jobgate.workers.backends.base import Backend, LogChunk, Stream
 
 
 def epoch(value: float | None) -> datetime | None:
@@ -86,3 +87,23 @@ def read_output(
     except FileNotFoundError:
         data = b""
     return LogChunk(data, offset + len(data))
+
+
+class FileBackend(Backend):
+    """A backend whose jobs keep their files in one directory per job: output is read
+    from there, the same way for every such backend."""
+
+    @abstractmethod
+    def job_directory(self, job_id: str) -> Path:
+        """The directory of the job with this jobgate id."""
+
+    def logs(
+        self,
+        job_id: str,
+        backend_id: str,
+        stream: Stream,
+        offset: int,
+        max_bytes: int,
+        index: int | None,
+    ) -> LogChunk:
+        return read_output(self.job_directory(job_id), job_id, stream, offset, max_bytes, index)

@@ -25,18 +25,15 @@ from jobgate.client.models import ElementState, JobSpec, JobStatus
 from jobgate.client.profiles import ClusterProfile
 from jobgate.client.store import Observation
 from jobgate.workers.backends.base import (
-    Backend,
-    LogChunk,
-    Stream,
     array_observation,
     task_observation,
 )
 from jobgate.workers.backends.jobfiles import (
+    FileBackend,
     epoch,
     exit_state,
     read_indices,
     read_json,
-    read_output,
     task_base,
     write_indices,
 )
@@ -48,7 +45,7 @@ START_TIMEOUT_S = 10.0
 _PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
 
 
-class LocalBackend(Backend):
+class LocalBackend(FileBackend):
     kind = "local"
 
     def __init__(self, profile: ClusterProfile) -> None:
@@ -56,7 +53,7 @@ class LocalBackend(Backend):
         self.settings = profile.local_settings
         self.work_dir = Path(self.settings.work_dir).expanduser()
 
-    def job_dir(self, job_id: str) -> Path:
+    def job_directory(self, job_id: str) -> Path:
         if not JOB_ID_PATTERN.match(job_id):
             raise BackendError(f"local backend id {job_id!r} is not a jobgate job id")
         return self.work_dir / job_id
@@ -65,12 +62,12 @@ class LocalBackend(Backend):
 
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Jobs whose runner was started (a runner record exists): backend id = job id."""
-        return {j: j for j in job_ids if (self.job_dir(j) / f"{j}.proc").exists()}
+        return {j: j for j in job_ids if (self.job_directory(j) / f"{j}.proc").exists()}
 
     def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
         if dependencies:
             raise BackendError("the local backend does not support depends_on")
-        directory = self.job_dir(job_id)
+        directory = self.job_directory(job_id)
         if (directory / f"{job_id}.proc").exists():
             return job_id
         try:
@@ -135,7 +132,7 @@ class LocalBackend(Backend):
         return {job_id: self._observe(job_id) for job_id in jobs}
 
     def _observe(self, job_id: str) -> Observation:
-        directory = self.job_dir(job_id)
+        directory = self.job_directory(job_id)
         proc = read_json(directory / f"{job_id}.proc")
         if proc is None:
             return Observation(JobStatus.FAILED, reason="lost: the job's directory has no runner")
@@ -187,7 +184,7 @@ class LocalBackend(Backend):
             self._cancel(job_id)
 
     def _cancel(self, backend_id: str) -> None:
-        directory = self.job_dir(backend_id)
+        directory = self.job_directory(backend_id)
         (directory / f"{backend_id}.cancelled").touch()
         proc = read_json(directory / f"{backend_id}.proc")
         if proc is None:
@@ -211,17 +208,6 @@ class LocalBackend(Backend):
         raise BackendError(f"job {backend_id}: process group {pgid} survived SIGKILL")
 
     # -- logs and discovery --------------------------------------------------------
-
-    def logs(
-        self,
-        job_id: str,
-        backend_id: str,
-        stream: Stream,
-        offset: int,
-        max_bytes: int,
-        index: int | None,
-    ) -> LogChunk:
-        return read_output(self.job_dir(backend_id), backend_id, stream, offset, max_bytes, index)
 
 
 def group_members(pgid: int) -> list[int]:

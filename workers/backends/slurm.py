@@ -10,7 +10,7 @@ the gateway declares it lost after the profile's grace period.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -22,13 +22,15 @@ from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
 from jobgate.client.store import Observation
 from jobgate.workers.backends import commands
 from jobgate.workers.backends.base import (
-    Backend,
-    LogChunk,
-    Stream,
     array_observation,
     task_observation,
 )
-from jobgate.workers.backends.jobfiles import exit_state, read_indices, read_output, write_indices
+from jobgate.workers.backends.jobfiles import (
+    FileBackend,
+    exit_state,
+    read_indices,
+    write_indices,
+)
 from jobgate.workers.backends.programs import job_environment, render_program
 from jobgate.workers.backends.slurm_script import (
     JobFiles,
@@ -64,7 +66,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(items[start : start + size])
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(FileBackend):
     kind = "slurm"
 
     def __init__(self, profile: ClusterProfile) -> None:
@@ -77,6 +79,9 @@ class SlurmBackend(Backend):
             attempts=self.settings.command_attempts,
             transient=TRANSIENT,
         )
+
+    def job_directory(self, job_id: str) -> Path:
+        return self.files(job_id).directory
 
     def files(self, job_id: str) -> JobFiles:
         if not JOB_ID_PATTERN.match(job_id):
@@ -142,7 +147,7 @@ class SlurmBackend(Backend):
                 "-O",
                 SQUEUE_FORMAT,
             ]
-            for row in self._rows(argv, "squeue"):
+            for row in self._rows(argv, parse_squeue):
                 if row.name in names:
                     found[names[row.name]] = row.array_job_id
         return found
@@ -153,7 +158,7 @@ class SlurmBackend(Backend):
         ids = sorted(set(jobs.values()))
         with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
             batches = pool.map(
-                lambda chunk: self._rows(squeue_argv(chunk), "squeue"),
+                lambda chunk: self._rows(squeue_argv(chunk), parse_squeue),
                 _chunks(ids, self.settings.query_chunk),
             )
             queued: dict[str, list[SlurmRow]] = {}
@@ -170,13 +175,13 @@ class SlurmBackend(Backend):
                 result[job_id] = self._observe_gone(job_id, history.get(backend_id, []))
         return result
 
-    def _rows(self, argv: list[str], name: str) -> list[SlurmRow]:
+    def _rows(self, argv: list[str], parse: Callable[[str], list[SlurmRow]]) -> list[SlurmRow]:
         result = commands.run(argv, self.policy)
         if result.returncode != 0:
             if "Invalid job id specified" in result.stderr:
                 return []  # squeue -j with one id that Slurm has purged already
             raise result.error("failed")
-        return parse_squeue(result.stdout) if name == "squeue" else parse_sacct(result.stdout)
+        return parse(result.stdout)
 
     def _history(self, jobs: Mapping[str, str]) -> dict[str, list[SlurmRow]]:
         """sacct rows of jobs that left squeue, by backend id (none without accounting)."""
@@ -185,7 +190,7 @@ class SlurmBackend(Backend):
         since = min(created_at(j) for j in jobs) - timedelta(days=1)
         found: dict[str, list[SlurmRow]] = {}
         for chunk in _chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            for row in self._rows(sacct_argv(chunk, self.settings.accounting, since), "sacct"):
+            for row in self._rows(sacct_argv(chunk, self.settings.accounting, since), parse_sacct):
                 found.setdefault(row.array_job_id, []).append(row)
         return found
 
@@ -228,14 +233,3 @@ class SlurmBackend(Backend):
             result = commands.run(["scancel", *chunk], self.policy)
             if result.returncode != 0:
                 raise result.error("could not cancel")
-
-    def logs(
-        self,
-        job_id: str,
-        backend_id: str,
-        stream: Stream,
-        offset: int,
-        max_bytes: int,
-        index: int | None,
-    ) -> LogChunk:
-        return read_output(self.files(job_id).directory, job_id, stream, offset, max_bytes, index)
