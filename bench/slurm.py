@@ -51,8 +51,8 @@ def drain(env: dict[str, str]) -> None:
 def plain_round(env: dict[str, str], script: Path, jobs: int) -> float:
     began = time.perf_counter()
     for i in range(jobs):
-        subprocess.run(["sbatch", "--parsable", "-J", f"plain-{i}", str(script)], env=env,
-                       check=True, capture_output=True, text=True)  # fmt: skip
+        subprocess.run(["sbatch", "--parsable", "-J", f"plain-{i}", "-o", "/dev/null", str(script)],
+                       env=env, check=True, capture_output=True, text=True)  # fmt: skip
     return jobs / (time.perf_counter() - began)
 
 
