@@ -200,6 +200,15 @@ def _dependencies(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFind
         )
 
 
+def _lsf_array_indices(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    if profile.backend == "lsf" and spec.array and min(spec.array.indices) < 1:
+        yield _finding(
+            "lsf-array-index",
+            PolicyLevel.BLOCK,
+            "LSF array indices start at 1: number the elements from 1 (e.g. 1-10, not 0-9)",
+        )
+
+
 def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
     if spec.inputs or spec.outputs:
         yield _finding(
@@ -217,6 +226,7 @@ CHECKS: tuple[Check, ...] = (
     _namespace,
     _other_backend_options,
     _dependencies,
+    _lsf_array_indices,
     _staging,
 )
 

@@ -57,7 +57,21 @@ class LocalSettings(_Model):
     cancel_grace_s: float = Field(default=5.0, gt=0, le=300, description="SIGTERM to SIGKILL.")
 
 
-class SlurmSettings(_Model):
+class SchedulerCommandSettings(_Model):
+    """How a backend runs its scheduler's command-line tools."""
+
+    command_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="A scheduler command slower than this is killed."
+    )
+    command_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries of a command that failed transiently."
+    )
+    query_chunk: int = Field(
+        default=500, ge=1, le=5000, description="Job ids per status command line."
+    )
+
+
+class SlurmSettings(SchedulerCommandSettings):
     """Slurm (sbatch/squeue/sacct/scancel) on the worker's host."""
 
     partition: SchedulerName | None = Field(default=None, description="sbatch --partition.")
@@ -71,15 +85,6 @@ class SlurmSettings(_Model):
         default="~/.local/state/jobgate/slurm",
         description="Job scripts, output and exit records; must be visible from compute nodes.",
     )
-    command_timeout_s: float = Field(
-        default=30.0, gt=0, le=600, description="A Slurm command slower than this is killed."
-    )
-    command_attempts: int = Field(
-        default=3, ge=1, le=10, description="Tries of a Slurm command that failed transiently."
-    )
-    query_chunk: int = Field(
-        default=500, ge=1, le=5000, description="Job ids per squeue/sacct command line."
-    )
     query_concurrency: int = Field(default=4, ge=1, le=16, description="Chunks queried at once.")
     requeue_preempted: bool = Field(
         default=False, description="A preempted job is requeued (PENDING), not CANCELLED."
@@ -92,8 +97,18 @@ class SlurmSettings(_Model):
     )
 
 
-class LsfSettings(_Model):
-    """IBM Spectrum LSF (bsub/bjobs/bkill) on the worker's host."""
+class LsfSettings(SchedulerCommandSettings):
+    """IBM Spectrum LSF (bsub/bjobs/bkill/bhist) on the worker's host."""
+
+    work_dir: WorkDir = Field(
+        default="~/.local/state/jobgate/lsf",
+        description="Job scripts, output and exit records; must be visible from compute nodes.",
+    )
+    bhist: bool = Field(
+        default=True,
+        description="Ask bhist about jobs bjobs has forgotten (after CLEAN_PERIOD) that left "
+        "no exit record, e.g. killed by a limit; without it such jobs end as lost.",
+    )
 
     queue: SchedulerName | None = Field(default=None, description="bsub -q.")
     project: SchedulerName | None = Field(default=None, description="bsub -P.")

@@ -11,7 +11,7 @@ from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.workers.backends.slurm_script import (
-    JobFiles,
+    SlurmFiles,
     format_walltime,
     parse_sbatch_parsable,
     render_batch_script,
@@ -132,7 +132,7 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         name="fit", command="python fit.py", array="0-9%2", working_dir="/data/run",
         resources={"cpus": 4, "memory_mb": 8000, "gpus": 2, "walltime_s": 93784, "queue": "gpu"},
     )  # fmt: skip
-    files = JobFiles(tmp_path, "01m7zp0000000000000000000a")
+    files = SlurmFiles(tmp_path, "01m7zp0000000000000000000a")
     directives = sbatch_directives(files.job_id, spec, PROFILE, files, ["41", "42"])
     assert directives == [
         "--job-name=jg-01m7zp0000000000000000000a",
@@ -150,7 +150,7 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         "--array=0-9%2",
         "--dependency=afterok:41:42",
     ]
-    script = render_batch_script(directives, files)
+    script = render_batch_script(directives, files, array=True)
     assert script.startswith("#!/bin/sh\n#SBATCH --job-name=jg-01m7zp0000000000000000000a\n")
     assert f"\n{files.program}\ncode=$?\n" in script
     job_args = JobSpec(name="x", command="true", slurm={"extra_args": ["--nice=5"]})
@@ -164,7 +164,7 @@ def test_whitespace_cannot_enter_a_directive(tmp_path: Path) -> None:
     profile.slurm.constraint = "a b"
     with pytest.raises(BackendError, match="Slurm directives cannot contain whitespace"):
         sbatch_directives("x", JobSpec(name="x", command="true"), profile,
-                          JobFiles(tmp_path, "x"), [])  # fmt: skip
+                          SlurmFiles(tmp_path, "x"), [])  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ __all__ = ["Backend", "LogChunk", "Observation", "get_backend"]
 _REGISTRY: dict[str, tuple[str, str, str]] = {
     "local": ("jobgate.workers.backends.local", "LocalBackend", "worker"),
     "slurm": ("jobgate.workers.backends.slurm", "SlurmBackend", "worker"),
+    "lsf": ("jobgate.workers.backends.lsf", "LsfBackend", "worker"),
 }
 
 

@@ -9,14 +9,90 @@ reader never sees half a record; an array job lists its indices in
 from __future__ import annotations
 
 import json
+import shlex
 from abc import abstractmethod
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import ElementState, JobStatus
 from jobgate.workers.backends.base import Backend, LogChunk, Stream
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Where one batch job's files are: ``<work_dir>/<jobgate id>/``, a directory the
+    compute nodes can see. Subclasses name the scheduler's own two files."""
+
+    directory: Path
+    job_id: str
+    script_suffix: ClassVar[str] = "sh"
+    backend_id_suffix: ClassVar[str] = "backend-id"
+
+    @property
+    def script(self) -> Path:
+        """The batch script, kept for debugging."""
+        return self.directory / f"{self.job_id}.{self.script_suffix}"
+
+    @property
+    def program(self) -> Path:
+        return self.directory / f"{self.job_id}.program"
+
+    @property
+    def backend_id(self) -> Path:
+        """Where the scheduler's job id is kept once the submit command has answered."""
+        return self.directory / f"{self.job_id}.{self.backend_id_suffix}"
+
+    def base(self, index: int | None = None) -> Path:
+        return task_base(self.directory, self.job_id, index)
+
+    def output(self, stream: str, index: int | None = None) -> Path:
+        return self.base(index).with_name(f"{self.base(index).name}.{stream}")
+
+    def exit_record(self, index: int | None = None) -> Path:
+        return self.base(index).with_name(f"{self.base(index).name}.exit")
+
+    def save_backend_id(self, backend_id: str) -> None:
+        partial = self.backend_id.with_suffix(".tmp")
+        partial.write_text(backend_id, encoding="utf-8")
+        partial.rename(self.backend_id)
+
+    def saved_backend_id(self) -> str | None:
+        try:
+            return self.backend_id.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+
+
+def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool) -> list[str]:
+    """Shell lines that run the program once and record its exit code and times beside its
+    output, by rename. `index_variable` names the scheduler's array index variable (arrays
+    only); with `redirect`, the program's stdout/stderr go to jobgate's own files (when the
+    scheduler's output file also gets the scheduler's job report)."""
+    lines = ["# jobgate: run the program, then record its exit code and times.",
+             f"base={shlex.quote(str(files.base()))}"]  # fmt: skip
+    if index_variable:
+        lines += [
+            f'base="$base.${index_variable}"',
+            f"JOBGATE_ARRAY_INDEX=${index_variable}",
+            "export JOBGATE_ARRAY_INDEX",
+        ]
+    program = shlex.quote(str(files.program))
+    if redirect:
+        program += ' > "$base.out" 2> "$base.err"'
+    return [
+        *lines,
+        "start=$(date +%s.%N)",
+        program,
+        "code=$?",
+        "end=$(date +%s.%N)",
+        'printf \'{"exit_code": %d, "started": %s, "finished": %s}\\n\' '
+        '"$code" "$start" "$end" > "$base.exit.tmp"',
+        'mv "$base.exit.tmp" "$base.exit"',
+        'exit "$code"',
+    ]
 
 
 def epoch(value: float | None) -> datetime | None:

@@ -12,6 +12,11 @@ from jobgate.client.profile_schema import ClusterProfile
 _PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
 
 
+def job_name(profile: ClusterProfile, job_id: str) -> str:
+    """The scheduler's name for a job: how jobgate finds its own jobs again."""
+    return f"{profile.job_name_prefix}-{job_id}"
+
+
 def render_program(spec: JobSpec) -> str:
     """The executable file a task runs: a script with a shebang, from command or script."""
     if isinstance(spec.command, list):

@@ -31,10 +31,9 @@ from jobgate.workers.backends.jobfiles import (
     read_indices,
     write_indices,
 )
-from jobgate.workers.backends.programs import job_environment, render_program
+from jobgate.workers.backends.programs import job_environment, job_name, render_program
 from jobgate.workers.backends.slurm_script import (
-    JobFiles,
-    job_name,
+    SlurmFiles,
     parse_sbatch_parsable,
     render_batch_script,
     sbatch_argv,
@@ -83,10 +82,10 @@ class SlurmBackend(FileBackend):
     def job_directory(self, job_id: str) -> Path:
         return self.files(job_id).directory
 
-    def files(self, job_id: str) -> JobFiles:
+    def files(self, job_id: str) -> SlurmFiles:
         if not JOB_ID_PATTERN.match(job_id):
             raise BackendError(f"{job_id!r} is not a jobgate job id")
-        return JobFiles(self.work_dir / job_id, job_id)
+        return SlurmFiles(self.work_dir / job_id, job_id)
 
     # -- submit ------------------------------------------------------------------
 
@@ -99,7 +98,8 @@ class SlurmBackend(FileBackend):
             if spec.array:
                 write_indices(files.directory, job_id, spec.array.indices)
             directives = sbatch_directives(job_id, spec, self.profile, files, list(dependencies))
-            files.script.write_text(render_batch_script(directives, files), encoding="utf-8")
+            script = render_batch_script(directives, files, spec.array is not None)
+            files.script.write_text(script, encoding="utf-8")
         except OSError as e:
             raise BackendError(f"cannot prepare job directory {files.directory}: {e}") from e
         # No retries inside: an sbatch whose answer was lost may have submitted. The submit
@@ -115,9 +115,7 @@ class SlurmBackend(FileBackend):
         if result.returncode != 0:
             raise result.error("refused the job", transient=once.is_transient(result))
         backend_id = parse_sbatch_parsable(result.stdout)
-        partial = files.backend_id.with_suffix(".tmp")
-        partial.write_text(backend_id, encoding="utf-8")
-        partial.rename(files.backend_id)
+        files.save_backend_id(backend_id)
         return backend_id
 
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
@@ -130,8 +128,9 @@ class SlurmBackend(FileBackend):
         prepared = []
         for job_id in job_ids:
             files = self.files(job_id)
-            if files.backend_id.exists():
-                found[job_id] = files.backend_id.read_text(encoding="utf-8").strip()
+            saved = files.saved_backend_id()
+            if saved is not None:
+                found[job_id] = saved
             elif files.directory.exists():
                 prepared.append(job_id)
         names = {job_name(self.profile, j): j for j in prepared}

@@ -9,56 +9,25 @@ outcome is known even after Slurm has forgotten the job.
 from __future__ import annotations
 
 import re
-import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec
 from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
+from jobgate.workers.backends.jobfiles import JobFiles, wrapper_lines
+from jobgate.workers.backends.programs import job_name
 
 _JOB_ID = re.compile(r"^(\d+)(?:;(\S+))?$")
 
 
-@dataclass(frozen=True)
-class JobFiles:
-    """Where one job's files are."""
-
-    directory: Path
-    job_id: str
-
-    @property
-    def script(self) -> Path:
-        return self.directory / f"{self.job_id}.sbatch"
-
-    @property
-    def program(self) -> Path:
-        return self.directory / f"{self.job_id}.program"
-
-    @property
-    def backend_id(self) -> Path:
-        """Where the Slurm job id is kept once sbatch has answered."""
-        return self.directory / f"{self.job_id}.slurm-id"
-
-    def base(self, index: int | None = None) -> Path:
-        name = self.job_id if index is None else f"{self.job_id}.{index}"
-        return self.directory / name
-
-    def output(self, stream: str, index: int | None = None) -> Path:
-        return self.base(index).with_name(f"{self.base(index).name}.{stream}")
-
-    def exit_record(self, index: int | None = None) -> Path:
-        return self.base(index).with_name(f"{self.base(index).name}.exit")
+class SlurmFiles(JobFiles):
+    script_suffix = "sbatch"
+    backend_id_suffix = "slurm-id"
 
     def output_pattern(self, stream: str, array: bool) -> str:
         """sbatch's --output/--error pattern (%a: the array index)."""
         name = f"{self.job_id}.%a.{stream}" if array else f"{self.job_id}.{stream}"
         return str(self.directory / name)
-
-
-def job_name(profile: ClusterProfile, job_id: str) -> str:
-    """The Slurm job name: how jobgate finds its own jobs again."""
-    return f"{profile.job_name_prefix}-{job_id}"
 
 
 def format_walltime(seconds: int) -> str:
@@ -74,7 +43,7 @@ def sbatch_directives(
     job_id: str,
     spec: JobSpec,
     profile: ClusterProfile,
-    files: JobFiles,
+    files: SlurmFiles,
     dependencies: list[str],
 ) -> list[str]:
     """The #SBATCH options of a job: the spec's resources over the profile's settings."""
@@ -106,30 +75,11 @@ def sbatch_directives(
     return options
 
 
-def render_batch_script(directives: list[str], files: JobFiles) -> str:
-    """The batch script: directives, then a wrapper that runs the program once and writes
-    its exit code and times beside its output, by rename."""
-    base = shlex.quote(str(files.base()))
-    program = shlex.quote(str(files.program))
+def render_batch_script(directives: list[str], files: SlurmFiles, array: bool) -> str:
+    """The batch script: directives, then the wrapper that runs the program once."""
+    index = "SLURM_ARRAY_TASK_ID" if array else None
     lines = ["#!/bin/sh", *(f"#SBATCH {d}" for d in directives)]
-    lines += [
-        "# jobgate: run the program, then record its exit code and times.",
-        f"base={base}",
-        'if [ -n "${SLURM_ARRAY_TASK_ID:-}" ]; then',
-        '    base="$base.$SLURM_ARRAY_TASK_ID"',
-        "    JOBGATE_ARRAY_INDEX=$SLURM_ARRAY_TASK_ID",
-        "    export JOBGATE_ARRAY_INDEX",
-        "fi",
-        "start=$(date +%s.%N)",
-        program,
-        "code=$?",
-        "end=$(date +%s.%N)",
-        'printf \'{"exit_code": %d, "started": %s, "finished": %s}\\n\' '
-        '"$code" "$start" "$end" > "$base.exit.tmp"',
-        'mv "$base.exit.tmp" "$base.exit"',
-        'exit "$code"',
-    ]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *wrapper_lines(files, index, redirect=False)]) + "\n"
 
 
 def sbatch_argv(profile: ClusterProfile, spec: JobSpec, script: Path) -> list[str]:

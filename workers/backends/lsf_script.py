@@ -1,0 +1,122 @@
+"""LSF job scripts and bsub command lines, as pure functions.
+
+A job lives in ``<work_dir>/<jobgate id>/`` like a Slurm job: program, script
+(kept for debugging), and per task an exit record the wrapper writes. The
+program's stdout/stderr go to jobgate's own files; bsub's ``-o``/``-e`` files
+(``lsf-%J.%I.out``/``.err``) get what LSF adds, its job report among it, so that
+the job's own output stays clean. The script reaches bsub on stdin (``bsub <
+script``), where LSF reads its ``#BSUB`` lines; bsub's command-line arguments
+(the profile's, then the job's) override them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from jobgate.client.errors import BackendError
+from jobgate.client.models import JobSpec, format_array_text
+from jobgate.client.profile_schema import ClusterProfile, LsfSettings
+from jobgate.workers.backends.jobfiles import JobFiles, wrapper_lines
+from jobgate.workers.backends.programs import job_name
+
+_SUBMITTED = re.compile(r"^Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>\.", re.M)
+#: Characters a directive value cannot hold: LSF reads #BSUB lines with shell-like quoting.
+_UNQUOTABLE = re.compile(r"[\"'\\$`\n]")
+_MB_PER_UNIT = {"KB": 1 / 1024, "MB": 1, "GB": 1024, "TB": 1024 * 1024}
+
+
+class LsfFiles(JobFiles):
+    script_suffix = "bsub"
+    backend_id_suffix = "lsf-id"
+
+    def report_pattern(self, stream: str) -> str:
+        """bsub's -o/-e: LSF's own output of each task (%J: job id, %I: array index)."""
+        return str(self.directory / f"lsf-%J.%I.{stream}")
+
+
+def memory_in_units(memory_mb: int, units: str) -> int:
+    """Megabytes in the cluster's LSF_UNIT_FOR_LIMITS, rounded up (never below the ask)."""
+    return math.ceil(memory_mb / _MB_PER_UNIT[units])
+
+
+def array_name(name: str, spec: JobSpec) -> str:
+    """bsub -J for an array: ``name[1-10]%3`` (LSF's syntax for indices and slot limit)."""
+    if spec.array is None:
+        return name
+    limit = f"%{spec.array.max_concurrent}" if spec.array.max_concurrent else ""
+    return f"{name}[{format_array_text(spec.array.indices, None)}]{limit}"
+
+
+def _directive(flag: str, value: str | None = None) -> str:
+    if value is None:
+        return flag
+    if _UNQUOTABLE.search(value):
+        raise BackendError(f"#BSUB {flag} {value!r}: LSF directives cannot contain quotes, "
+                           "backslashes, '$' or backticks")  # fmt: skip
+    return f'{flag} "{value}"' if any(c.isspace() for c in value) else f"{flag} {value}"
+
+
+def bsub_directives(
+    job_id: str,
+    spec: JobSpec,
+    profile: ClusterProfile,
+    files: LsfFiles,
+    dependencies: list[str],
+) -> list[str]:
+    """The #BSUB lines of a job (without the prefix): the spec's resources over the
+    profile's settings, less those `directives_skip` matches, then the profile's extra
+    lines and the job's own."""
+    settings: LsfSettings | None = profile.lsf
+    assert settings is not None, f"profile {profile.name} is not an LSF profile"
+    r = spec.resources
+    generated = [
+        _directive("-J", array_name(job_name(profile, job_id), spec)),
+        _directive("-o", files.report_pattern("out")),
+        _directive("-e", files.report_pattern("err")),
+        _directive("-n", str(r.cpus)),
+        _directive("-R", "span[hosts=1]"),
+        _directive("-cwd", spec.working_dir or str(files.directory)),
+        _directive("-env", settings.env_mode),
+    ]
+    if r.memory_mb:
+        amount = str(memory_in_units(r.memory_mb, settings.lsf_units))
+        generated += [_directive("-M", amount), _directive("-R", f"rusage[mem={amount}]")]
+    optional = {
+        "-gpu": f"num={r.gpus}" if r.gpus else None,
+        "-W": str(math.ceil(r.walltime_s / 60)) if r.walltime_s else None,
+        "-q": r.queue or settings.queue,
+        "-P": r.account or settings.project,
+        "-L": settings.login_shell,
+        "-w": "&&".join(f"done({d})" for d in dependencies) if dependencies else None,
+    }
+    generated += [_directive(flag, value) for flag, value in optional.items() if value]
+    kept = [d for d in generated if not any(skip in d for skip in settings.directives_skip)]
+    extra = [line.removeprefix("#BSUB ") for line in settings.extra_directives]
+    own = spec.lsf.directives if spec.lsf else []
+    return [*kept, *extra, *own]
+
+
+def render_job_script(directives: list[str], files: LsfFiles, array: bool) -> str:
+    """The script bsub reads on stdin: #BSUB lines, then the wrapper that runs the program."""
+    index = "LSB_JOBINDEX" if array else None
+    lines = ["#!/bin/sh", *(f"#BSUB {d}" for d in directives)]
+    return "\n".join([*lines, *wrapper_lines(files, index, redirect=True)]) + "\n"
+
+
+def bsub_argv(profile: ClusterProfile, spec: JobSpec) -> list[str]:
+    """bsub's command line (the script comes on stdin): the profile's extra arguments
+    first, then the job's."""
+    settings = profile.lsf
+    assert settings is not None
+    job_args = spec.lsf.extra_args if spec.lsf else []
+    return ["bsub", *settings.extra_args, *job_args]
+
+
+def parse_bsub(stdout: str) -> str:
+    """The job id from bsub's ``Job <N> is submitted to queue <Q>.``; other lines (an
+    esub's notes, say) may come before it."""
+    match = _SUBMITTED.search(stdout)
+    if not match:
+        raise BackendError(f"bsub printed {stdout.strip()[-500:]!r}, not a submitted job")
+    return match.group(1)
