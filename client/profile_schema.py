@@ -128,7 +128,9 @@ class LsfSettings(SchedulerCommandSettings):
     )
     login_shell: OneLine | None = Field(default=None, description="bsub -L: the login shell.")
     env_mode: Literal["all", "none"] = Field(
-        default="all", description="bsub -env: pass the submission environment or not."
+        default="all",
+        description="bsub -env: the worker's whole environment, or (none) only the job's own "
+        "variables and jobgate's, by name.",
     )
 
     @field_validator("extra_directives")

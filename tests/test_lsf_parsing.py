@@ -96,6 +96,9 @@ def test_unknown_ids_in_json_or_on_stderr_are_not_found_not_errors() -> None:
     assert ([r.job_id for r in answer.rows], answer.not_found) == (["1234"], {"77"})
     assert parse_bjobs("", sample("bjobs_not_found.stderr"), 0).not_found == {"123"}
     assert parse_bjobs("", sample("bjobs_no_unfinished.stderr"), 0).rows == []
+    assert parse_bjobs("", "No job found\n", 255).rows == []
+    with pytest.raises(BackendError, match="exit 255"):
+        parse_bjobs("", "", 255)
 
 
 def test_bjobs_reasons_map_to_cancelled_and_pending_text() -> None:
@@ -282,3 +285,13 @@ def test_a_directive_value_that_could_break_out_of_quotes_is_refused(tmp_path: P
     spaced = JobSpec(name="x", command="true", working_dir="/data/my run")
     directives = bsub_directives("x", spaced, PROFILE, LsfFiles(tmp_path, "x"), [])
     assert '-cwd "/data/my run"' in directives
+
+
+def test_env_none_passes_only_the_jobs_variables_by_name(tmp_path: Path) -> None:
+    profile = PROFILE.model_copy(deep=True)
+    assert profile.lsf is not None
+    profile.lsf.env_mode = "none"
+    spec = JobSpec(name="x", command="true", env={"B_VAR": "2", "A_TOKEN": "s3cret"})
+    directives = bsub_directives("x", spec, profile, LsfFiles(tmp_path, "x"), [])
+    assert '-env "JOBGATE_JOB_ID, JOBGATE_CLUSTER, A_TOKEN, B_VAR"' in directives
+    assert not any("s3cret" in d for d in directives)

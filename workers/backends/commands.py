@@ -12,6 +12,7 @@ names the command and quotes what it printed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -20,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from jobgate.client.errors import BackendError, SchedulerUnavailableError
+
+log = logging.getLogger(__name__)
 
 #: How much of a command's output an error message quotes.
 QUOTE_CHARS = 500
@@ -105,7 +108,10 @@ def run(
     failure: BackendError | None = None
     for attempt in range(policy.attempts):
         if attempt:
-            time.sleep(policy.backoff_s * 2 ** (attempt - 1))
+            pause_s = policy.backoff_s * 2 ** (attempt - 1)
+            log.warning("%s; retrying in %g s (attempt %d of %d)", failure, pause_s,
+                        attempt + 1, policy.attempts)  # fmt: skip
+            time.sleep(pause_s)
         try:
             result = run_once(
                 argv, timeout_s=policy.timeout_s, input_text=input_text, env=env, cwd=cwd

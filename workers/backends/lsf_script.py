@@ -57,6 +57,14 @@ def _directive(flag: str, value: str | None = None) -> str:
     return f'{flag} "{value}"' if any(c.isspace() for c in value) else f"{flag} {value}"
 
 
+def _propagated(spec: JobSpec, settings: LsfSettings) -> str:
+    """bsub -env: everything, or only jobgate's variables and the job's own (by name:
+    LSF takes the values from bsub's environment, so none is written down)."""
+    if settings.env_mode == "all":
+        return "all"
+    return ", ".join(["JOBGATE_JOB_ID", "JOBGATE_CLUSTER", *sorted(spec.env)])
+
+
 def bsub_directives(
     job_id: str,
     spec: JobSpec,
@@ -77,7 +85,7 @@ def bsub_directives(
         _directive("-n", str(r.cpus)),
         _directive("-R", "span[hosts=1]"),
         _directive("-cwd", spec.working_dir or str(files.directory)),
-        _directive("-env", settings.env_mode),
+        _directive("-env", _propagated(spec, settings)),
     ]
     if r.memory_mb:
         amount = str(memory_in_units(r.memory_mb, settings.lsf_units))

@@ -111,6 +111,11 @@ def lsf_time(text: str, now: datetime | None = None) -> datetime | None:
     return moment
 
 
+def _nothing(line: str) -> bool:
+    """LSF's way of saying that no job matched."""
+    return any(n in line for n in _NOTHING)
+
+
 def _number(text: str) -> int | None:
     text = text.strip()
     return int(text) if text.isdigit() else None
@@ -130,10 +135,9 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
     not_found = set(_NOT_FOUND.findall(stderr))
     start = stdout.find("{")
     if start < 0:
-        leftover = [line for line in stderr.splitlines()
-                    if line.strip() and not _NOT_FOUND.search(line)
-                    and not any(n in line for n in _NOTHING)]  # fmt: skip
-        if leftover or (returncode != 0 and not not_found):
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        understood = [line for line in lines if _NOT_FOUND.search(line) or _nothing(line)]
+        if len(understood) < len(lines) or (returncode != 0 and not lines):
             said = (stderr.strip() or stdout.strip() or "no output")[-500:]
             raise BackendError(f"bjobs failed (exit {returncode}): {said}")
         return BjobsAnswer([], not_found)
@@ -218,7 +222,7 @@ def parse_bhist(stdout: str, stderr: str, returncode: int) -> list[LsfRow]:
     Jobs bhist does not know are left out; a job still running there yields no row.
     """
     if returncode != 0 and not stdout.strip():
-        if any(n in stderr for n in _NOTHING) or _NOT_FOUND.search(stderr):
+        if _nothing(stderr) or _NOT_FOUND.search(stderr):
             return []
         raise BackendError(f"bhist failed (exit {returncode}): {stderr.strip()[-500:]}")
     jobs: list[_History] = []
