@@ -27,6 +27,9 @@ MASK = "***"
 
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]{0,127})$")
+#: References to a Kubernetes Secret's key, resolved by the cluster, never by jobgate.
+K8S_REF_PREFIX = "k8s:"
+SECRET_REF_PREFIXES = ("env:", K8S_REF_PREFIX)
 #: The shortest value the scrubber removes from text; shorter ones would mangle it.
 MIN_SCRUB_LENGTH = 4
 

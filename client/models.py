@@ -38,7 +38,15 @@ EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,12
 #: directive or command wherever it is written).
 OneLine = Annotated[str, StringConstraints(pattern=r"^[^\x00\r\n]*$", max_length=4096)]
 #: A reference to a secret in the worker's environment.
-SecretRef = Annotated[str, StringConstraints(pattern=r"^env:[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+#: ``env:NAME`` (a variable of the worker's environment) or, on Kubernetes,
+#: ``k8s:<secret>/<key>`` (a key of a Secret in the job's namespace).
+SecretRef = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]{0,127}|k8s:[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
+        r"/[-._a-zA-Z0-9]{1,253})$"
+    ),
+]
 #: A container image reference.
 Image = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}$")]
 AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/[^\x00\r\n]*$", max_length=4096)]
@@ -255,6 +263,19 @@ class KubernetesJobOptions(_Model):
     limits: KubernetesLimits | None = None
     node_selector: dict[str, OneLine] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
+    required_labels: dict[str, OneLine] = Field(
+        default_factory=dict, description="Nodes must carry these labels (node affinity)."
+    )
+    desired_labels: dict[str, OneLine] = Field(
+        default_factory=dict, description="Nodes with these labels are preferred."
+    )
+    prohibited_labels: dict[str, OneLine] = Field(
+        default_factory=dict, description="Nodes with these labels are never used."
+    )
+    preemptible: bool | None = Field(
+        default=None,
+        description="True: may run on (and prefers) preemptible nodes; False: never on them.",
+    )
 
 
 def _check_directive(directive: str) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from jobgate.client.credentials import K8S_REF_PREFIX, REDACTED
 from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
 from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
 
@@ -209,6 +210,36 @@ def _lsf_array_indices(spec: JobSpec, profile: ClusterProfile) -> Iterator[Polic
         )
 
 
+def _kubernetes_limits(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    """What a Kubernetes job cannot carry, and Kubernetes secrets anywhere else."""
+    cluster_refs = [n for n, r in spec.secret_env.items() if r.startswith(K8S_REF_PREFIX)]
+    if profile.backend != "kubernetes":
+        if cluster_refs:
+            yield _finding(
+                "k8s-secret-elsewhere",
+                PolicyLevel.BLOCK,
+                f"secret_env {', '.join(cluster_refs)}: k8s: references work only on "
+                "Kubernetes clusters; use env:NAME",
+            )
+        return
+    values = [n for n, v in spec.env.items() if v == REDACTED]
+    values += [n for n, r in spec.secret_env.items() if not r.startswith(K8S_REF_PREFIX)]
+    if values:
+        yield _finding(
+            "secret-value-on-kubernetes",
+            PolicyLevel.BLOCK,
+            f"{', '.join(sorted(values))}: secret values would be written into the Job for "
+            "anyone who can read it; put them in a Kubernetes Secret and use secret_env "
+            "'k8s:<secret>/<key>'",
+        )
+    if spec.array:
+        yield _finding(
+            "array-unsupported",
+            PolicyLevel.BLOCK,
+            "arrays are not supported on Kubernetes yet: submit one job per index",
+        )
+
+
 def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
     if spec.inputs or spec.outputs:
         yield _finding(
@@ -227,6 +258,7 @@ CHECKS: tuple[Check, ...] = (
     _other_backend_options,
     _dependencies,
     _lsf_array_indices,
+    _kubernetes_limits,
     _staging,
 )
 

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from jobgate.client.credentials import CredentialRefs, is_sensitive_name
+from jobgate.client.credentials import SECRET_REF_PREFIXES, CredentialRefs, is_sensitive_name
 from jobgate.client.models import (
     ClusterName,
     EnvName,
@@ -178,9 +178,49 @@ class KubernetesSettings(_Model):
     namespace_overrides: dict[Label, NamespaceOverrides] = Field(
         default_factory=dict, description="Per-namespace replacements ('hooks')."
     )
-    kubeconfig: OneLine | None = Field(default=None, description="Path; default: in-cluster.")
+    kubeconfig: OneLine | None = Field(
+        default=None,
+        description="Path; default: $KUBECONFIG or ~/.kube/config, else the in-cluster "
+        "service account.",
+    )
     context: OneLine | None = Field(default=None, description="kubeconfig context to use.")
     use_kubectl: bool = Field(default=False, description="Use kubectl instead of the API client.")
+    kubectl: OneLine = Field(default="kubectl", description="The kubectl program, for use_kubectl.")
+    target_version: Annotated[str, StringConstraints(pattern=r"^1\.[0-9]{2}$")] = Field(
+        default="1.32", description="Kubernetes minor version manifests are checked against."
+    )
+    backoff_limit: int = Field(default=0, ge=0, le=100, description="Job retries of failed pods.")
+    ttl_after_finished_s: int | None = Field(
+        default=None,
+        ge=60,
+        description="Job ttlSecondsAfterFinished; default: 10 x poll_interval_max_s, at "
+        "least 1 hour, so the outcome is read before Kubernetes deletes the Job.",
+    )
+    pod_failure_policy: bool = Field(
+        default=False,
+        description="Fail the Job at once when its container exits non-zero (no retries), "
+        "but not when the pod was disrupted (evicted, preempted).",
+    )
+    image_error_grace_s: float = Field(
+        default=120.0, ge=0, description="ErrImagePull/ImagePullBackOff/... for this long: FAILED."
+    )
+    pending_timeout_s: float | None = Field(
+        default=None, gt=0, description="A job pending longer than this is FAILED (none: never)."
+    )
+    preemptible_label: OneLine = Field(
+        default="cloud.google.com/gke-preemptible",
+        description="Node label (and taint key) of preemptible nodes, for jobs' preemptible.",
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600, description="Per API call.")
+    request_attempts: int = Field(
+        default=4,
+        ge=1,
+        le=10,
+        description="Tries of a call that failed with 429, 5xx or a dropped connection.",
+    )
+    credentials_refresh_s: float = Field(
+        default=300.0, gt=0, description="Reload the kubeconfig or service account token."
+    )
 
 
 class DefaultResources(_Model):
@@ -203,16 +243,18 @@ class JobDefaults(_Model):
     env: dict[EnvName, OneLine] = Field(
         default_factory=dict,
         description="Environment for every job. A value 'env:NAME' is a reference to the "
-        "worker's environment; sensitive names must use one.",
+        "worker's environment, 'k8s:<secret>/<key>' to a Kubernetes Secret's key; sensitive "
+        "names must use one.",
     )
 
     @field_validator("env")
     @classmethod
     def _no_secret_values(cls, env: dict[str, str]) -> dict[str, str]:
         for name, value in env.items():
-            if is_sensitive_name(name) and not value.startswith("env:"):
+            if is_sensitive_name(name) and not value.startswith(SECRET_REF_PREFIXES):
                 raise ValueError(
-                    f"{name} looks secret: give a reference (env:VARIABLE_NAME), not a value"
+                    f"{name} looks secret: give a reference (env:VARIABLE_NAME, or on "
+                    "Kubernetes k8s:<secret>/<key>), not a value"
                 )
         return env
 

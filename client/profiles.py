@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from jobgate.client.credentials import redact_sensitive_map
+from jobgate.client.credentials import SECRET_REF_PREFIXES, redact_sensitive_map
 from jobgate.client.errors import ProfileNotFoundError, SpecInvalidError
 from jobgate.client.models import JobSpec
 from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
@@ -130,8 +130,9 @@ def public_profile(profile: ClusterProfile) -> dict[str, Any]:
 def apply_defaults(spec: JobSpec, profile: ClusterProfile) -> JobSpec:
     """The spec the cluster runs: the profile's defaults fill what the spec leaves unset.
 
-    Default env values of the form ``env:NAME`` are references: they join the
-    spec's `secret_env`, resolved on the worker, unless the spec sets that name.
+    Default env values of the form ``env:NAME`` or ``k8s:<secret>/<key>`` are references:
+    they join the spec's `secret_env` (resolved on the worker, or by Kubernetes), unless
+    the spec sets that name.
     """
     data = spec.model_dump(mode="json", exclude_unset=True)
     resources_set = data.setdefault("resources", {})
@@ -141,7 +142,7 @@ def apply_defaults(spec: JobSpec, profile: ClusterProfile) -> JobSpec:
     for name, value in profile.defaults.env.items():
         if name in env or name in secret_env:
             continue
-        if value.startswith("env:"):
+        if value.startswith(SECRET_REF_PREFIXES):
             secret_env[name] = value
         else:
             env[name] = value

@@ -112,8 +112,10 @@ def test_merge_order_builtin_then_profile_then_job() -> None:
 
 def test_default_env_references_become_secret_env() -> None:
     merged = apply_defaults(JobSpec(name="j", command="true"), load_profile("kubernetes"))
-    assert merged.secret_env == {"API_TOKEN": "env:JOBGATE_JOBS_API_TOKEN"}
+    assert merged.secret_env == {"API_TOKEN": "k8s:jobs-api/token"}
     assert "API_TOKEN" not in merged.env
+    merged = apply_defaults(JobSpec(name="j", command="true"), load_profile("slurm"))
+    assert all(ref.startswith("env:") for ref in merged.secret_env.values())
 
 
 def test_public_profile_redacts_sensitive_names() -> None:

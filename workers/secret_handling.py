@@ -15,7 +15,13 @@ from typing import Any
 
 from celery import signals
 
-from jobgate.client.credentials import REDACTED, ScrubbingFilter, SecretScrubber, resolve_ref
+from jobgate.client.credentials import (
+    K8S_REF_PREFIX,
+    REDACTED,
+    ScrubbingFilter,
+    SecretScrubber,
+    resolve_ref,
+)
 from jobgate.client.errors import BackendError, ConfigurationError
 from jobgate.client.models import JobSpec
 
@@ -45,10 +51,13 @@ def with_secrets(spec: JobSpec, secrets: Mapping[str, str]) -> JobSpec:
             if name not in secrets:
                 raise BackendError(f"the secret value of {name} is no longer available")
             env[name] = secrets[name]
+    cluster_refs = {n: r for n, r in spec.secret_env.items() if r.startswith(K8S_REF_PREFIX)}
     for name, ref in spec.secret_env.items():
+        if name in cluster_refs:
+            continue  # the cluster resolves it (a Kubernetes secretKeyRef)
         try:
             env[name] = resolve_ref(ref)
         except ConfigurationError as e:
             raise BackendError(f"secret_env {name}: {e}") from e
     SCRUBBER.add(env[name] for name in (*secrets, *spec.secret_env) if name in env)
-    return spec.model_copy(update={"env": env, "secret_env": {}})
+    return spec.model_copy(update={"env": env, "secret_env": cluster_refs})

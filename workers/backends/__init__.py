@@ -16,6 +16,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
     "local": ("jobgate.workers.backends.local", "LocalBackend", "worker"),
     "slurm": ("jobgate.workers.backends.slurm", "SlurmBackend", "worker"),
     "lsf": ("jobgate.workers.backends.lsf", "LsfBackend", "worker"),
+    "kubernetes": ("jobgate.workers.backends.kubernetes", "KubernetesBackend", "kubernetes"),
 }
 
 

@@ -1,0 +1,10 @@
+"""kubeemu: an emulated Kubernetes API server (batch/v1 Jobs, core/v1 Pods and their
+logs) for tests, spoken to by the real ``kubernetes`` client and by kubectl."""
+
+from .auth import ANONYMOUS, Rule
+from .autorun import Outcome
+from .faults import Fault
+from .httpd import RequestRecord
+from .server import KubeApiServer
+
+__all__ = ["ANONYMOUS", "Fault", "KubeApiServer", "Outcome", "RequestRecord", "Rule"]

@@ -1,0 +1,249 @@
+"""batch/v1 Job manifests from a JobSpec and a cluster profile, as plain dicts.
+
+Nothing here talks to a cluster; tests validate every manifest against the
+Kubernetes OpenAPI schema of the profile's `target_version` (kubernetes-validate,
+strict). Values go into dict fields, never into YAML text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from jobgate.client.errors import BackendError
+from jobgate.client.models import JobSpec, Toleration, Volume
+from jobgate.client.profile_schema import ClusterProfile, KubernetesSettings, NamespaceOverrides
+from jobgate.workers.backends.programs import job_name
+
+#: Label keys jobgate puts on its Jobs and their pods.
+LABEL_JOB_ID = "jobgate.io/job-id"
+LABEL_CLUSTER = "jobgate.io/cluster"
+LABEL_TENANT = "jobgate.io/tenant"
+LABEL_OWNER = "jobgate.io/owner"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "jobgate"
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
+#: Where a `script` spec is written inside the container before it runs.
+SCRIPT_PATH = "/tmp/jobgate-script"  # noqa: S108 - inside the job's own container
+
+
+def label_value(text: str) -> str:
+    """Text as a valid label value: at most 63 of [A-Za-z0-9_.-], alphanumeric at both ends."""
+    return _LABEL_VALUE.sub("_", text)[:63].strip("_.-")
+
+
+def namespace_of(spec: JobSpec, settings: KubernetesSettings) -> str:
+    return (spec.kubernetes.namespace if spec.kubernetes else None) or settings.namespace
+
+
+def job_labels(profile: ClusterProfile, job_id: str, tenant: str, owner: str) -> dict[str, str]:
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_JOB_ID: job_id,
+        LABEL_CLUSTER: label_value(profile.name),
+    }
+    if tenant:
+        labels[LABEL_TENANT] = label_value(tenant)
+    if owner and label_value(owner):
+        labels[LABEL_OWNER] = label_value(owner)
+    return labels
+
+
+def _container_command(spec: JobSpec) -> tuple[list[str], dict[str, str]]:
+    """Command (exec form) and extra env: a string runs under /bin/sh -c, a list as is, a
+    script is written to a file in the container and run (its shebang decides how)."""
+    if isinstance(spec.command, list):
+        return list(spec.command), {}
+    if spec.command is not None:
+        return ["/bin/sh", "-c", spec.command], {}
+    assert spec.script is not None
+    run = f'printf %s "$JOBGATE_SCRIPT" > {SCRIPT_PATH} && chmod +x {SCRIPT_PATH} && '
+    run += f"exec {SCRIPT_PATH}" if spec.script.startswith("#!") else f"exec /bin/sh {SCRIPT_PATH}"
+    return ["/bin/sh", "-c", run], {"JOBGATE_SCRIPT": spec.script}
+
+
+def _env(spec: JobSpec, profile: ClusterProfile, job_id: str, extra: dict[str, str]) -> list[Any]:
+    values = {**spec.env, **extra, "JOBGATE_JOB_ID": job_id, "JOBGATE_CLUSTER": profile.name}
+    env: list[Any] = [{"name": k, "value": v} for k, v in sorted(values.items())]
+    for name, ref in sorted(spec.secret_env.items()):
+        kind, _, target = ref.partition(":")
+        secret, _, key = target.partition("/")
+        if kind != "k8s" or not key:
+            raise BackendError(
+                f"secret_env {name}: {ref!r} cannot reach a Kubernetes job; use a Kubernetes "
+                "secret: 'k8s:<secret name>/<key>'"
+            )
+        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    return env
+
+
+def _resources(spec: JobSpec, settings: KubernetesSettings) -> dict[str, Any]:
+    r = spec.resources
+    requests: dict[str, str] = {"cpu": str(r.cpus)}
+    if r.memory_mb:
+        requests["memory"] = f"{r.memory_mb}Mi"
+    limits = dict(requests)
+    custom = spec.kubernetes.limits if spec.kubernetes else None
+    if custom and custom.cpus:
+        limits["cpu"] = f"{custom.cpus:g}"
+    if custom and custom.memory_mb:
+        limits["memory"] = f"{custom.memory_mb}Mi"
+    if r.gpus:  # extended resources: request and limit must be equal
+        requests[settings.gpu_resource] = limits[settings.gpu_resource] = str(r.gpus)
+    return {"requests": requests, "limits": limits}
+
+
+def _volume(volume: Volume) -> dict[str, Any]:
+    source: dict[str, Any]
+    if volume.pvc:
+        source = {"persistentVolumeClaim": {"claimName": volume.pvc, "readOnly": volume.read_only}}
+    elif volume.secret:
+        source = {"secret": {"secretName": volume.secret}}
+    elif volume.config_map:
+        source = {"configMap": {"name": volume.config_map}}
+    elif volume.host_path:
+        source = {"hostPath": {"path": volume.host_path}}
+    else:
+        source = {"emptyDir": {}}
+    return {"name": volume.name, **source}
+
+
+def _mount(volume: Volume) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume.name, "mountPath": volume.mount_path,
+                             "readOnly": volume.read_only}  # fmt: skip
+    if volume.sub_path:
+        mount["subPath"] = volume.sub_path
+    return mount
+
+
+def _toleration(t: Toleration) -> dict[str, Any]:
+    out: dict[str, Any] = {"operator": t.operator}
+    for key, value in (("key", t.key), ("value", t.value), ("effect", t.effect),
+                       ("tolerationSeconds", t.toleration_seconds)):  # fmt: skip
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def _term(key: str, operator: str, value: str) -> dict[str, Any]:
+    return {"key": key, "operator": operator, "values": [value]}
+
+
+def _affinity(spec: JobSpec, settings: KubernetesSettings) -> dict[str, Any] | None:
+    """Node affinity from required/desired/prohibited labels and the preemptible switch
+    (preemptible jobs prefer preemptible nodes; the others never land on one)."""
+    options = spec.kubernetes
+    if options is None:
+        return None
+    required = [_term(k, "In", v) for k, v in options.required_labels.items()]
+    required += [_term(k, "NotIn", v) for k, v in options.prohibited_labels.items()]
+    preferred = [_term(k, "In", v) for k, v in options.desired_labels.items()]
+    if options.preemptible is True:
+        preferred.append(_term(settings.preemptible_label, "In", "true"))
+    elif options.preemptible is False:
+        required.append(_term(settings.preemptible_label, "NotIn", "true"))
+    node: dict[str, Any] = {}
+    if required:
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": [{"matchExpressions": required}]
+        }
+    if preferred:
+        node["preferredDuringSchedulingIgnoredDuringExecution"] = [
+            {"weight": 100, "preference": {"matchExpressions": [term]}} for term in preferred
+        ]
+    return {"nodeAffinity": node} if node else None
+
+
+def _overridden(override: NamespaceOverrides | None, settings: KubernetesSettings,
+                field: str) -> list[Any]:  # fmt: skip
+    """The namespace override's list when it gives one, else the profile's."""
+    chosen = getattr(override, field, None) if override else None
+    return list(chosen if chosen is not None else getattr(settings, field))
+
+
+def ttl_after_finished_s(profile: ClusterProfile) -> int:
+    """How long Kubernetes keeps a finished Job: well past the longest poll gap."""
+    settings = profile.kubernetes
+    assert settings is not None
+    if settings.ttl_after_finished_s is not None:
+        return settings.ttl_after_finished_s
+    return max(3600, int(10 * profile.poll_interval_max_s))
+
+
+def render_job_manifest(
+    spec: JobSpec, profile: ClusterProfile, job_id: str, *, tenant: str = "", owner: str = ""
+) -> dict[str, Any]:
+    """The batch/v1 Job that runs `spec` (secret values never appear: only references)."""
+    settings = profile.kubernetes
+    assert settings is not None, f"profile {profile.name} is not a Kubernetes profile"
+    namespace = namespace_of(spec, settings)
+    override = settings.namespace_overrides.get(namespace)
+    options = spec.kubernetes
+    image = spec.image or settings.image
+    if image is None:
+        raise BackendError(f"job {job_id} has no image and profile {profile.name} gives none")
+    if spec.array is not None:
+        raise BackendError("arrays are not supported on Kubernetes yet; submit one job per index")
+
+    command, extra_env = _container_command(spec)
+    container: dict[str, Any] = {
+        "name": settings.container_name,
+        "image": image,
+        "imagePullPolicy": (override and override.image_pull_policy) or settings.image_pull_policy,
+        "command": command,
+        "env": _env(spec, profile, job_id, extra_env),
+        "resources": _resources(spec, settings),
+    }
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    if options and options.privileged:
+        container["securityContext"] = {"privileged": True}
+    volumes = [*_overridden(override, settings, "volumes"), *(options.volumes if options else [])]
+    if volumes:
+        container["volumeMounts"] = [_mount(v) for v in volumes]
+
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if volumes:
+        pod["volumes"] = [_volume(v) for v in volumes]
+    node_selector = {**((override and override.node_selector) or settings.node_selector),
+                     **(options.node_selector if options else {})}  # fmt: skip
+    if node_selector:
+        pod["nodeSelector"] = node_selector
+    tolerations = [*_overridden(override, settings, "tolerations"),
+                   *(options.tolerations if options else [])]  # fmt: skip
+    pod_tolerations = [_toleration(t) for t in tolerations]
+    if options and options.preemptible:
+        pod_tolerations.append({"key": settings.preemptible_label, "operator": "Exists",
+                                "effect": "NoSchedule"})  # fmt: skip
+    if pod_tolerations:
+        pod["tolerations"] = pod_tolerations
+    if affinity := _affinity(spec, settings):
+        pod["affinity"] = affinity
+    account = (options.service_account if options else None) or (
+        override.service_account if override else None) or settings.service_account  # fmt: skip
+    if account:
+        pod["serviceAccountName"] = account
+    if settings.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+
+    labels = job_labels(profile, job_id, tenant, owner)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": settings.backoff_limit,
+        "ttlSecondsAfterFinished": ttl_after_finished_s(profile),
+        "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+    }
+    if spec.resources.walltime_s:
+        job_spec["activeDeadlineSeconds"] = spec.resources.walltime_s
+    if settings.pod_failure_policy:
+        disrupted = {"type": "DisruptionTarget", "status": "True"}
+        failed = {"containerName": settings.container_name, "operator": "NotIn", "values": [0]}
+        job_spec["podFailurePolicy"] = {"rules": [
+            {"action": "Ignore", "onPodConditions": [disrupted]},
+            {"action": "FailJob", "onExitCodes": failed},
+        ]}  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name(profile, job_id), "namespace": namespace, "labels": labels},
+        "spec": job_spec,
+    }
