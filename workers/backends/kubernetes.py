@@ -3,7 +3,8 @@
 Manifests and status are pure functions (kubernetes_manifest, kubernetes_status,
 re-exported here); kubernetes_api reaches the cluster through the official client
 or kubectl. Status is batched: per namespace in use, one labelled list of Jobs per
-poll, plus one labelled list of pods for the jobs not yet decided. The backend id
+poll, plus one labelled list of pods for the jobs not decided as succeeded (pending or
+running ones, and failed ones for their exit code). The backend id
 is ``<namespace>/<job name>``.
 """
 
@@ -97,6 +98,11 @@ class KubernetesBackend(Backend):
         namespace = namespace_of(spec, self.settings)
         return f"{namespace}/{self.api.create_job(namespace, manifest)}"
 
+    def find(self, job_id: str) -> str | None:
+        """Nothing to look up before a submit: creating a Job whose name exists already
+        (an earlier attempt) answers with that Job, so a first submit costs one call."""
+        return None
+
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
         wanted = set(job_ids)
         found: dict[str, str] = {}
@@ -123,10 +129,12 @@ class KubernetesBackend(Backend):
     def _query_namespace(self, namespace: str, names: Mapping[str, str]) -> dict[str, Observation]:
         listed = {(j.get("metadata") or {}).get("name"): j
                   for j in self.api.list_jobs(namespace, self._selector())}  # fmt: skip
-        undecided = [job_id for job_id, name in names.items()
-                     if name in listed and classify_job(listed[name], [])[0] in
-                     (JobStatus.PENDING, JobStatus.RUNNING)]  # fmt: skip
-        pods = self._pods(namespace, undecided)
+        # Pods of the jobs the conditions leave open, and of failed ones (their exit code):
+        # a succeeded Job needs none.
+        need_pods = [job_id for job_id, name in names.items()
+                     if name in listed and classify_job(listed[name], [])[0] is not
+                     JobStatus.SUCCEEDED]  # fmt: skip
+        pods = self._pods(namespace, need_pods)
         now = time.time()
         result = {}
         for job_id, name in names.items():

@@ -83,23 +83,26 @@ class ClientApi:
 
         path = self.settings.kubeconfig or os.environ.get("KUBECONFIG")
         default = Path("~/.kube/config").expanduser()
+        configuration = self._client_module.Configuration()
         try:
             if path or default.exists():
-                return config.new_client_from_config(config_file=path or str(default),
-                                                     context=self.settings.context)  # fmt: skip
-            configuration = self._client_module.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
-            return self._client_module.ApiClient(configuration)
+                config.load_kube_config(config_file=path or str(default),
+                                        context=self.settings.context,
+                                        client_configuration=configuration)  # fmt: skip
+            else:
+                config.load_incluster_config(client_configuration=configuration)
         except (ConfigException, OSError, ValueError) as e:
             raise BackendError(f"cannot load a Kubernetes configuration: {e}") from e
+        # No urllib3 retries (they would also sleep out 429/503 Retry-After silently):
+        # _call retries, bounded and logged. Set before the connection pool exists.
+        configuration.retries = 0
+        return self._client_module.ApiClient(configuration)
 
     def _api_client_now(self) -> Any:
         with self._lock:
             age_s = time.monotonic() - self._loaded_at
             if self._api_client is None or age_s > self.settings.credentials_refresh_s:
-                fresh = self._load()
-                fresh.configuration.retries = 0  # this module retries, knowing what to retry
-                self._api_client, self._loaded_at = fresh, time.monotonic()
+                self._api_client, self._loaded_at = self._load(), time.monotonic()
             return self._api_client
 
     def _call(self, verb: str, resource: str, namespace: str, call: Callable[[Any], T]) -> T:
@@ -140,11 +143,27 @@ class ClientApi:
         return json.loads(response.data)
 
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> str:
+        """Create the Job; one that exists already under its name is this job (names carry
+        the jobgate id), created by an earlier attempt whose answer was lost."""
+        from kubernetes.client.exceptions import ApiException
+
         _check_namespace(manifest, namespace)
+        name = str(manifest["metadata"]["name"])
         kw = {"_preload_content": False, "_request_timeout": self.settings.request_timeout_s}
-        created = self._call("create", "jobs.batch", namespace, lambda c: self._json(
-            self._batch(c).create_namespaced_job(namespace, manifest, **kw)))  # fmt: skip
-        return str(created["metadata"]["name"])
+
+        def create(c: Any) -> str:
+            try:
+                created = self._json(
+                    self._batch(c).create_namespaced_job(namespace, manifest, **kw)
+                )
+            except ApiException as e:
+                if e.status == 409:
+                    log.info("Job %s/%s exists already: taken as this job's", namespace, name)
+                    return name
+                raise
+            return str(created["metadata"]["name"])
+
+        return self._call("create", "jobs.batch", namespace, create)
 
     def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         kw = {"label_selector": selector, "_preload_content": False,

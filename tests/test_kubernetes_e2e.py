@@ -1,0 +1,207 @@
+"""The Kubernetes backend end to end: the gateway, a real worker and the real
+`kubernetes` client (or the real kubectl) against the API server emulator in
+tests/emulators/kubernetes, where the test plays the Job controller and the kubelet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import WorkerFactory, wait_for
+from test_gateway_e2e import statuses
+
+from jobgate.client import Gateway, JobSpec, JobStatus
+from jobgate.client.models import JobRecord
+
+sys.path.insert(0, str(Path(__file__).parent / "emulators" / "kubernetes"))
+
+from kubeemu import KubeApiServer, Outcome, Rule
+
+TIMEOUT_S = 60
+INTERVAL_S = 0.5
+NAMESPACE = "jobs"
+
+
+@pytest.fixture
+def api() -> Iterator[KubeApiServer]:
+    with KubeApiServer(tls=True, namespaces=(NAMESPACE,)) as server:
+        yield server
+
+
+def k8s_profile(tmp_path: Path, api: KubeApiServer, **settings: Any) -> Path:
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
+    data: dict[str, Any] = {
+        "name": "k8sc",
+        "backend": "kubernetes",
+        "kubernetes": {"namespace": NAMESPACE, "image": "busybox:1.36",
+                       "kubeconfig": str(kubeconfig), "image_error_grace_s": 1,
+                       "request_timeout_s": 10, **settings},
+        "poll_interval_min_s": INTERVAL_S,
+        "poll_interval_max_s": INTERVAL_S,
+        "lease_ttl_s": 5,
+        "reconcile_interval_s": 1,
+        "policy": {"warn_missing_walltime": False},
+    }  # fmt: skip
+    path = tmp_path / "k8sc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def kubectl(api: KubeApiServer, tmp_path: Path, *args: str) -> str:
+    """Real kubectl against the emulator, as an operator would run it."""
+    kubeconfig = api.write_kubeconfig(tmp_path / "operator-kubeconfig", namespace=NAMESPACE)
+    out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def created(api: KubeApiServer, job_id: str) -> str:
+    """Wait for the Job of a jobgate job to exist; its name."""
+    name = f"jobgate-{job_id}"
+    wait_for(lambda: api.job(NAMESPACE, name), timeout_s=TIMEOUT_S, what=f"Job {name}")
+    return name
+
+
+def test_success_with_logs_and_a_failure_with_its_exit_code(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    start_worker(k8s_profile(tmp_path, api))
+    ok = gateway.submit(JobSpec(name="ok", command="echo hello"), "k8sc")
+    bad = gateway.submit(JobSpec(name="bad", command=["sh", "-c", "exit 3"]), "k8sc")
+    name = created(api, ok.id)
+    manifest = api.job(NAMESPACE, name)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert (container["image"], container["command"]) == (
+        "busybox:1.36", ["/bin/sh", "-c", "echo hello"])  # fmt: skip
+    assert manifest["metadata"]["labels"]["jobgate.io/job-id"] == ok.id
+    api.run_job(NAMESPACE, name, exit_code=0, log="hello\n")
+    record = ok.wait(timeout_s=TIMEOUT_S)
+    assert (record.status, record.exit_code) == (JobStatus.SUCCEEDED, 0)
+    assert "".join(ok.logs()) == "hello\n"
+    api.run_job(NAMESPACE, created(api, bad.id), exit_code=3, log="oops\n")
+    failed = bad.wait(timeout_s=TIMEOUT_S)
+    assert (failed.status, failed.exit_code, failed.reason) == (
+        JobStatus.FAILED, 3, "BackoffLimitExceeded (exit code 3)")  # fmt: skip
+
+
+def test_pending_reasons_an_image_error_and_a_deadline(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    start_worker(k8s_profile(tmp_path, api))
+    stuck = gateway.submit(JobSpec(name="stuck", command="true"), "k8sc")
+    pulled = gateway.submit(JobSpec(name="pull", command="true", image="nope/nope:1"), "k8sc")
+    slow = gateway.submit(JobSpec(name="slow", command="true"), "k8sc")
+    stuck_pod = api.create_pod_for(NAMESPACE, created(api, stuck.id))
+    api.set_pod_unschedulable(stuck_pod)
+    wait_for(lambda: stuck.record(fresh=True).reason == "Unschedulable", what="Unschedulable")
+    assert stuck.status() is JobStatus.PENDING
+
+    pull_name = created(api, pulled.id)
+    api.set_pod_waiting(api.create_pod_for(NAMESPACE, pull_name), "ErrImagePull")
+    record = pulled.wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.FAILED
+    assert (record.reason or "").startswith("ErrImagePull")
+    wait_for(lambda: api.job(NAMESPACE, pull_name) is None, what="the Job to be deleted")
+
+    slow_name = created(api, slow.id)
+    api.set_pod_running(api.create_pod_for(NAMESPACE, slow_name))
+    wait_for(lambda: slow.status() is JobStatus.RUNNING, what="running")
+    api.fail_job(NAMESPACE, slow_name, reason="DeadlineExceeded")
+    record = slow.wait(timeout_s=TIMEOUT_S)
+    assert (record.status, record.reason) == (JobStatus.FAILED, "DeadlineExceeded")
+
+
+def test_cancel_deletes_and_a_job_deleted_outside_fails(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    start_worker(k8s_profile(tmp_path, api))
+    doomed = gateway.submit(JobSpec(name="doomed", command="sleep 600"), "k8sc")
+    gone = gateway.submit(JobSpec(name="gone", command="sleep 600"), "k8sc")
+    doomed_name = created(api, doomed.id)
+    pod = api.create_pod_for(NAMESPACE, doomed_name)
+    api.set_pod_running(pod)
+    wait_for(lambda: doomed.status() is JobStatus.RUNNING, what="running")
+    record = doomed.cancel(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.CANCELLED
+    wait_for(lambda: api.job(NAMESPACE, doomed_name) is None and not api.pods(NAMESPACE,
+             job_name=doomed_name), what="Job and pods deleted")  # fmt: skip
+    deletes = api.requests("DELETE", rf"/jobs/{doomed_name}$")
+    assert [r.param("propagationPolicy") for r in deletes] == ["Background"]
+
+    gone_name = created(api, gone.id)
+    kubectl(api, tmp_path, "delete", "job", gone_name, "-n", NAMESPACE)
+    record = gone.wait(timeout_s=TIMEOUT_S)
+    assert (record.status, record.reason) == (JobStatus.FAILED, "deleted outside jobgate")
+
+
+def test_throttling_server_errors_and_dropped_connections_fail_no_job(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    worker = start_worker(k8s_profile(tmp_path, api))
+    job = gateway.submit(JobSpec(name="j", command="true"), "k8sc")
+    name = created(api, job.id)
+    api.fail_next(429, count=2, method="GET", path=r"/namespaces/jobs/jobs$", retry_after=1)
+    api.fail_next(503, count=1, method="GET", path=r"/namespaces/jobs/jobs$")
+    api.drop_next(count=1, method="GET", path=r"/namespaces/jobs/jobs$")
+    wait_for(lambda: len([r for r in api.requests("GET", r"/namespaces/jobs/jobs$")
+                          if r.fault]) >= 4, what="four faulty answers")  # fmt: skip
+    api.run_job(NAMESPACE, name, log="fine\n")
+    record = job.wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.SUCCEEDED
+    assert JobStatus.FAILED not in statuses(record)
+    log = worker.log_text()
+    assert "429 Too many requests, please try again later.; retrying in 1 s" in log
+
+
+def test_rbac_refusal_is_a_clear_error(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    api.set_rules([Rule(verbs=("get", "list", "watch"))])
+    start_worker(k8s_profile(tmp_path, api))
+    job = gateway.submit(JobSpec(name="j", command="true"), "k8sc")
+    record: JobRecord = job.wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.FAILED
+    assert "RBAC: the worker's account may not create jobs.batch in namespace jobs" in (
+        record.reason or "")  # fmt: skip
+    assert "kubernetes" not in (record.reason or "").lower().replace("kubernetes/", "")
+
+
+def test_the_kubectl_path_runs_logs_and_cancels(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    if not any((Path(d) / "kubectl").exists() for d in os.environ["PATH"].split(os.pathsep)):
+        pytest.fail("kubectl is not on PATH (.ci/run installs Debian's kubernetes-client)")
+    start_worker(k8s_profile(tmp_path, api, use_kubectl=True))
+    ok = gateway.submit(JobSpec(name="ok", command="echo via kubectl"), "k8sc")
+    doomed = gateway.submit(JobSpec(name="doomed", command="sleep 600"), "k8sc")
+    api.run_job(NAMESPACE, created(api, ok.id), log="via kubectl\n")
+    assert ok.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    assert "".join(ok.logs()) == "via kubectl\n"
+    doomed_name = created(api, doomed.id)
+    assert doomed.cancel(timeout_s=TIMEOUT_S).status is JobStatus.CANCELLED
+    wait_for(lambda: api.job(NAMESPACE, doomed_name) is None, what="kubectl delete")
+    agents = {r.headers.get("user-agent", "").split("/")[0] for r in api.requests("POST")}
+    assert agents == {"kubectl"}
+
+
+def test_twenty_jobs_one_list_of_jobs_per_interval(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    api.start_auto(Outcome(run_s=1.0, log="auto\n"))
+    start_worker(k8s_profile(tmp_path, api), concurrency=4)
+    began = time.monotonic()
+    jobs = [gateway.submit(JobSpec(name=f"j{i}", command="true"), "k8sc") for i in range(20)]
+    for job in jobs:
+        assert job.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    intervals = (time.monotonic() - began) / INTERVAL_S
+    job_lists = len(api.requests("GET", r"/namespaces/jobs/jobs$"))
+    assert job_lists <= intervals + 10, (job_lists, intervals)
+    assert gateway.store.query_stats("k8sc")["jobs_queried"] / gateway.scheduler_queries("k8sc") > 3
