@@ -463,7 +463,8 @@ def test_pod_logs_as_text(api: KubeApiServer, kube: Kube) -> None:
     assert text == "two\n"
     assert stamp.endswith("Z")
     assert len(stamp.split(".")[1]) == 10
-    assert api.requests(path="/log$")[-1].param("timestamps") == "true"
+    # client 35 sends Python's "True"; the API server parses either (strconv.ParseBool)
+    assert api.requests(path="/log$")[-1].param("timestamps").lower() == "true"
     api.finish_pod(pod, 0)
     assert kube.core.read_namespaced_pod_log(pod, NS, tail_lines=1) == "two\n"
     with pytest.raises(ApiException) as gone:
@@ -479,21 +480,24 @@ def test_delete_propagation(api: KubeApiServer, kube: Kube) -> None:
         kube.batch.create_namespaced_job(NS, job_body(name))
         api.set_pod_running(api.create_pod_for(NS, name))
 
-    answer = kube.batch.delete_namespaced_job("bg", NS, propagation_policy="Background")
-    # the client gives a dict here: a delete answers a Status or the object
+    answer = raw_json(kube.batch.delete_namespaced_job(
+        "bg", NS, propagation_policy="Background", _preload_content=False))  # fmt: skip
+    # a delete answers a Status (Background) or the object (Foreground, Orphan)
     assert answer["status"] == "Success"
     assert answer["details"] == {"name": "bg", "group": "batch", "kind": "jobs", "uid": ANY}
     assert api.job(NS, "bg") is None
     poll(lambda: not api.pods(NS, job_name="bg"), "the background GC to delete bg's pod")
 
     # the answer is the object, still there until the GC has deleted its dependents
-    marked = kube.batch.delete_namespaced_job("fg", NS, propagation_policy="Foreground")
+    marked = raw_json(kube.batch.delete_namespaced_job(
+        "fg", NS, propagation_policy="Foreground", _preload_content=False))  # fmt: skip
     assert marked["metadata"]["finalizers"] == ["foregroundDeletion"]
     assert marked["metadata"]["deletionTimestamp"]
     poll(lambda: api.job(NS, "fg") is None, "the foreground deletion to finish")
     assert not api.pods(NS, job_name="fg")
 
-    marked = kube.batch.delete_namespaced_job("orphan", NS, propagation_policy="Orphan")
+    marked = raw_json(kube.batch.delete_namespaced_job(
+        "orphan", NS, propagation_policy="Orphan", _preload_content=False))  # fmt: skip
     assert marked["metadata"]["finalizers"] == ["orphan"]
     poll(lambda: api.job(NS, "orphan") is None, "the orphaning deletion to finish")
     (kept,) = api.pods(NS, job_name="orphan")
@@ -509,6 +513,20 @@ def test_delete_propagation(api: KubeApiServer, kube: Kube) -> None:
 # --- patch ------------------------------------------------------------------------------
 
 
+def raw_json(response: Any) -> Any:
+    return json.loads(response.data)
+
+
+def patch_as(kube: Kube, name: str, body: Any, content_type: str) -> Any:
+    """A PATCH with an explicit content type (the client picks strategic merge itself)."""
+    response = kube.batch.api_client.call_api(
+        f"/apis/batch/v1/namespaces/{NS}/jobs/{name}", "PATCH",
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body, auth_settings=["BearerToken"], _preload_content=False,
+    )  # fmt: skip
+    return json.loads(response[0].data)
+
+
 def test_patch_labels_and_immutable_template(kube: Kube) -> None:
     kube.batch.create_namespaced_job(NS, job_body("p", app="a"))
     patched = kube.batch.patch_namespaced_job(
@@ -516,18 +534,12 @@ def test_patch_labels_and_immutable_template(kube: Kube) -> None:
     )
     assert patched.metadata.labels == {"new": "1"}
     assert patched.metadata.generation == 1
-    merged = kube.batch.patch_namespaced_job(
-        "p", NS, {"spec": {"backoffLimit": 2}}, _content_type="application/merge-patch+json"
-    )
-    assert merged.spec.backoff_limit == 2
-    assert merged.metadata.generation == 2
-    json_patched = kube.batch.patch_namespaced_job(
-        "p",
-        NS,
-        [{"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}],
-        _content_type="application/json-patch+json",
-    )
-    assert json_patched.metadata.annotations == {"a": "b"}
+    merged = patch_as(kube, "p", {"spec": {"backoffLimit": 2}}, "application/merge-patch+json")
+    assert merged["spec"]["backoffLimit"] == 2
+    assert merged["metadata"]["generation"] == 2
+    add = [{"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}]
+    json_patched = patch_as(kube, "p", add, "application/json-patch+json")
+    assert json_patched["metadata"]["annotations"] == {"a": "b"}
     stale = kube.batch.read_namespaced_job("p", NS)
     kube.batch.patch_namespaced_job("p", NS, {"metadata": {"labels": {"newer": "1"}}})
     with pytest.raises(ApiException) as conflict:  # PUT with an old resourceVersion

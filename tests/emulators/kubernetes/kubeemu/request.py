@@ -25,7 +25,8 @@ class Request:
         return values[-1] if values else None
 
     def flag(self, name: str) -> bool:
-        return (self.param(name) or "").lower() in ("true", "1")
+        """A boolean query parameter, read as Go's strconv.ParseBool reads it."""
+        return (self.param(name) or "") in ("1", "t", "T", "true", "TRUE", "True")
 
     def int_param(self, name: str) -> int | None:
         value = self.param(name)
