@@ -57,7 +57,8 @@ def k8s_profile(tmp_path: Path, api: KubeApiServer, **settings: Any) -> Path:
 def kubectl(api: KubeApiServer, tmp_path: Path, *args: str) -> str:
     """Real kubectl against the emulator, as an operator would run it."""
     kubeconfig = api.write_kubeconfig(tmp_path / "operator-kubeconfig", namespace=NAMESPACE)
-    out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args],
+    cache = ["--cache-dir", str(tmp_path / "kube-cache")]
+    out = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *cache, *args],
                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     return out.stdout
@@ -179,7 +180,9 @@ def test_the_kubectl_path_runs_logs_and_cancels(
 ) -> None:
     if not any((Path(d) / "kubectl").exists() for d in os.environ["PATH"].split(os.pathsep)):
         pytest.fail("kubectl is not on PATH (.ci/run installs Debian's kubernetes-client)")
-    start_worker(k8s_profile(tmp_path, api, use_kubectl=True))
+    # kubectl caches discovery per server: keep it out of ~/.kube/cache
+    env = {**os.environ, "KUBECACHEDIR": str(tmp_path / "kube-cache")}
+    start_worker(k8s_profile(tmp_path, api, use_kubectl=True), env=env)
     ok = gateway.submit(JobSpec(name="ok", command="echo via kubectl"), "k8sc")
     doomed = gateway.submit(JobSpec(name="doomed", command="sleep 600"), "k8sc")
     api.run_job(NAMESPACE, created(api, ok.id), log="via kubectl\n")
@@ -205,3 +208,34 @@ def test_twenty_jobs_one_list_of_jobs_per_interval(
     job_lists = len(api.requests("GET", r"/namespaces/jobs/jobs$"))
     assert job_lists <= intervals + 10, (job_lists, intervals)
     assert gateway.store.query_stats("k8sc")["jobs_queried"] / gateway.scheduler_queries("k8sc") > 3
+
+
+def test_a_job_pending_past_the_profiles_timeout_fails_and_is_deleted(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    start_worker(k8s_profile(tmp_path, api, pending_timeout_s=1))
+    job = gateway.submit(JobSpec(name="stuck", command="true"), "k8sc")
+    name = created(api, job.id)
+    api.set_pod_unschedulable(api.create_pod_for(NAMESPACE, name))
+    record = job.wait(timeout_s=TIMEOUT_S)
+    assert (record.status, record.reason) == (JobStatus.FAILED, "pending for more than 1 s")
+    wait_for(lambda: api.job(NAMESPACE, name) is None, what="the Job to be deleted")
+
+
+def test_rotated_credentials_are_picked_up_by_a_running_worker(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    start_worker(k8s_profile(tmp_path, api))
+    first = gateway.submit(JobSpec(name="a", command="true"), "k8sc")
+    api.run_job(NAMESPACE, created(api, first.id))
+    assert first.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    # the token is rotated: the kubeconfig gets a new one, the old one stops working
+    api.add_user("system:serviceaccount:jobs:rotated", "rotated-token")
+    api.write_kubeconfig(tmp_path / "kubeconfig", token="rotated-token", namespace=NAMESPACE)
+    api.revoke_token(api.token)
+    second = gateway.submit(JobSpec(name="b", command="true"), "k8sc")
+    api.run_job(NAMESPACE, created(api, second.id))
+    assert second.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    creates = api.requests("POST", r"/namespaces/jobs/jobs$")
+    assert [r.status for r in creates][-2:] == [401, 201]
+    assert creates[-1].user == "system:serviceaccount:jobs:rotated"

@@ -98,10 +98,10 @@ class ClientApi:
         configuration.retries = 0
         return self._client_module.ApiClient(configuration)
 
-    def _api_client_now(self) -> Any:
+    def _api_client_now(self, *, reload: bool = False) -> Any:
         with self._lock:
             age_s = time.monotonic() - self._loaded_at
-            if self._api_client is None or age_s > self.settings.credentials_refresh_s:
+            if reload or self._api_client is None or age_s > self.settings.credentials_refresh_s:
                 self._api_client, self._loaded_at = self._load(), time.monotonic()
             return self._api_client
 
@@ -110,12 +110,19 @@ class ClientApi:
         from urllib3.exceptions import HTTPError
 
         failure = ""
+        reloaded = False
         for attempt in range(self.settings.request_attempts):
             pause_s = BACKOFF_S * 2**attempt
             try:
-                return call(self._api_client_now())
+                return call(self._api_client_now(reload=reloaded))
             except ApiException as e:
                 message = _status_message(e.body) or str(e.reason)
+                if e.status == 401 and not reloaded:
+                    # rotated credentials: read the kubeconfig or token again, once
+                    log.warning("Kubernetes answered 401 to %s %s: reloading credentials",
+                                verb, resource)  # fmt: skip
+                    reloaded = True
+                    continue
                 if e.status not in RETRIED_STATUSES:
                     raise refused(e.status, verb, resource, namespace, message) from None
                 failure = f"{e.status} {message}"

@@ -52,6 +52,11 @@ class Authenticator:
                 self._by_token[token] = user
             return user
 
+    def revoke(self, token: str) -> None:
+        """The token no longer authenticates anyone (a rotated or deleted credential)."""
+        with self._lock:
+            self._by_token.pop(token, None)
+
     def set_rules(self, name: str, rules: list[Rule] | None) -> None:
         with self._lock:
             self._by_name[name].rules = rules

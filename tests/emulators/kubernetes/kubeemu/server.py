@@ -191,6 +191,10 @@ class KubeApiServer:
     def add_user(self, name: str, token: str, rules: list[Rule] | None = None) -> None:
         self.auth.add(name, token, rules)
 
+    def revoke_token(self, token: str) -> None:
+        """Requests with this bearer token get 401 from now on (credential rotation)."""
+        self.auth.revoke(token)
+
     def set_rules(self, rules: list[Rule] | None, user: str | None = None) -> None:
         """Allow only what ``rules`` allow to ``user`` (default: the server's user;
         ``"system:anonymous"`` for tokenless requests); ``None`` allows everything."""
