@@ -20,6 +20,7 @@ from jobgate.client.models import JobStatus
 HISTORY_SUFFIX = ":history"
 EVENTS_SUFFIX = ":events"
 SECRETS_SUFFIX = ":secrets"
+OUTPUT_TAIL_SUFFIX = ":output-tail"
 TENANT_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -58,6 +59,10 @@ class Keys:
     def secrets(self, job_id: str) -> str:
         """Hash of a job's secret env values, kept out of its record; gone at finalize."""
         return f"{self.job(job_id)}{SECRETS_SUFFIX}"
+
+    def output_tail(self, job_id: str) -> str:
+        """The end of a finished job's output, for backends whose cluster deletes it."""
+        return f"{self.job(job_id)}{OUTPUT_TAIL_SUFFIX}"
 
     @property
     def workers(self) -> str:

@@ -218,6 +218,13 @@ class KubernetesSettings(_Model):
         le=10,
         description="Tries of a call that failed with 429, 5xx or a dropped connection.",
     )
+    output_tail_bytes: int = Field(
+        default=65536,
+        ge=0,
+        le=16 << 20,
+        description="How much of a finished job's log the gateway keeps, for after "
+        "Kubernetes deletes the Job (0: none).",
+    )
     credentials_refresh_s: float = Field(
         default=300.0, gt=0, description="Reload the kubeconfig or service account token."
     )

@@ -325,6 +325,16 @@ class JobStore:
         self.redis.delete(self.keys.secrets(job_id))
 
     @_guarded
+    def save_output_tail(self, job_id: str, text: str, ttl_s: float) -> None:
+        """Keep the end of a finished job's output (expires with the record's retention)."""
+        self.redis.set(self.keys.output_tail(job_id), text, ex=max(1, int(ttl_s)))
+
+    @_guarded
+    def output_tail(self, job_id: str) -> str | None:
+        value = self.redis.get(self.keys.output_tail(job_id))
+        return None if value is None else str(value)
+
+    @_guarded
     def active(self, cluster: str) -> dict[str, str]:
         """Submitted, unfinished jobs of a cluster: job id -> backend id."""
         return self.redis.hgetall(self.keys.active(cluster))  # type: ignore[return-value]

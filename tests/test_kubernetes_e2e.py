@@ -225,7 +225,8 @@ def test_a_job_pending_past_the_profiles_timeout_fails_and_is_deleted(
 def test_rotated_credentials_are_picked_up_by_a_running_worker(
     gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
-    start_worker(k8s_profile(tmp_path, api))
+    # one pool process: the one that created the first Job holds the old token
+    start_worker(k8s_profile(tmp_path, api), concurrency=1)
     first = gateway.submit(JobSpec(name="a", command="true"), "k8sc")
     api.run_job(NAMESPACE, created(api, first.id))
     assert first.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
@@ -236,6 +237,23 @@ def test_rotated_credentials_are_picked_up_by_a_running_worker(
     second = gateway.submit(JobSpec(name="b", command="true"), "k8sc")
     api.run_job(NAMESPACE, created(api, second.id))
     assert second.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
-    creates = api.requests("POST", r"/namespaces/jobs/jobs$")
-    assert [r.status for r in creates][-2:] == [401, 201]
-    assert creates[-1].user == "system:serviceaccount:jobs:rotated"
+    # the old token was refused once (a poll or the create), then the new one used
+    assert 401 in [r.status for r in api.requests()]
+    (create,) = api.requests("POST", r"/namespaces/jobs/jobs$")[-1:]
+    assert (create.status, create.user) == (201, "system:serviceaccount:jobs:rotated")
+
+
+def test_the_end_of_the_output_outlives_the_job(
+    gateway: Gateway, api: KubeApiServer, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    """Kubernetes deletes a finished Job and its logs after ttlSecondsAfterFinished; the
+    gateway keeps the end of the output when the job finishes (output_tail_bytes)."""
+    start_worker(k8s_profile(tmp_path, api, output_tail_bytes=8))
+    job = gateway.submit(JobSpec(name="talk", command="true"), "k8sc")
+    name = created(api, job.id)
+    api.run_job(NAMESPACE, name, log="line one\nline two\n")
+    assert job.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    assert "".join(job.logs()) == "line one\nline two\n"  # from the pod, while it exists
+    kubectl(api, tmp_path, "delete", "job", name, "-n", NAMESPACE)  # as the TTL would
+    wait_for(lambda: not api.pods(NAMESPACE, job_name=name), what="the pods to go")
+    assert "".join(job.logs()) == "ine two\n"  # the last 8 bytes, kept by the gateway

@@ -12,8 +12,9 @@ from jobgate.client.models import JobStatus
 from jobgate.client.profiles import ClusterProfile
 from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
-from jobgate.workers.backends.base import Stream
+from jobgate.workers.backends.base import LogChunk, Stream
 from jobgate.workers.finalize import finalize
+from jobgate.workers.output_tail import keep_output_tails
 from jobgate.workers.polling import refresh
 
 
@@ -37,6 +38,7 @@ def cancel_job(
     if record.status.is_active:
         backend_id = record.backend_id or backend.find(job_id)
         if backend_id:
+            keep_output_tails(store, backend, profile, {job_id: backend_id})
             backend.cancel({job_id: backend_id})
         outcome = store.transition(
             StatusUpdate(
@@ -76,6 +78,8 @@ def read_logs(
     if not record.backend_id:
         return {"data": "", "offset": offset, "complete": finished}
     chunk = backend.logs(job_id, record.backend_id, stream, offset, max_bytes, index)
+    if finished and not chunk.data and not backend.keeps_output:
+        chunk = _from_output_tail(store, job_id, offset, max_bytes)
     at_end = len(chunk.data) < max_bytes
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(chunk.data, final=finished and at_end)
@@ -85,3 +89,9 @@ def read_logs(
         "offset": chunk.offset - undecoded,
         "complete": finished and not chunk.data,
     }
+
+
+def _from_output_tail(store: JobStore, job_id: str, offset: int, max_bytes: int) -> LogChunk:
+    """The kept end of the output, once the cluster has deleted the job's own."""
+    data = (store.output_tail(job_id) or "").encode()[offset : offset + max_bytes]
+    return LogChunk(data, offset + len(data))

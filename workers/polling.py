@@ -25,6 +25,7 @@ from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
 from jobgate.workers.finalize import finalize
 from jobgate.workers.locks import held
+from jobgate.workers.output_tail import keep_output_tails
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ def refresh(
     if any(o.outcome in ("applied", "updated") for o in outcomes):
         store.mark_change(cluster, observed_at)
     applied = [u for u, o in zip(updates, outcomes, strict=True) if o.applied]
+    finished = {u.job_id: active[u.job_id] for u in applied if u.seen.status.is_finished}
+    keep_output_tails(store, backend, profile, finished)  # before a cancel deletes the output
     to_stop = {u.job_id: active[u.job_id] for u in applied if u.seen.stop_on_scheduler}
     if to_stop:
         backend.cancel(to_stop)

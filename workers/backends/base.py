@@ -57,6 +57,9 @@ class Backend(ABC):
     """
 
     kind: ClassVar[str]
+    #: False when the cluster deletes a finished job's output by itself (Kubernetes' TTL):
+    #: the gateway then keeps its tail when the job finishes.
+    keeps_output: ClassVar[bool] = True
 
     def __init__(self, profile: ClusterProfile) -> None:
         self.profile = profile

@@ -75,6 +75,7 @@ def connect(settings: KubernetesSettings) -> ClusterApi:
 
 class KubernetesBackend(Backend):
     kind = "kubernetes"
+    keeps_output = False  # ttlSecondsAfterFinished deletes the Job, its pods and their logs
 
     def __init__(self, profile: ClusterProfile) -> None:
         super().__init__(profile)
