@@ -104,12 +104,13 @@ def _containers(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindin
     k8s = profile.kubernetes
     image = spec.image or (k8s.image if k8s else None)
     if profile.backend != "kubernetes":
-        if spec.image:
+        if spec.image and profile.containers is None:
             yield _finding(
                 "image-unsupported",
                 PolicyLevel.BLOCK,
                 f"cluster {profile.name} ({profile.backend}) does not run containers; "
-                "drop 'image' or submit to a kubernetes cluster",
+                "drop 'image', submit to a kubernetes cluster, or give the profile "
+                "'containers: {runtime: apptainer}'",
             )
         return
     if image is None:

@@ -337,6 +337,18 @@ class Storage(_Model):
         return template
 
 
+class ContainerSettings(_Model):
+    """How a local, Slurm or LSF cluster runs jobs that give an `image`."""
+
+    runtime: Literal["apptainer", "singularity"] = Field(
+        description="The container runtime on the compute nodes."
+    )
+    program: OneLine | None = Field(default=None, description="Its path; default: runtime.")
+    options: list[OneLine] = Field(
+        default_factory=list, description="Arguments after 'exec', e.g. --nv, --bind /scratch."
+    )
+
+
 class ClusterProfile(_Model):
     """One cluster as workers serve it. Only the block of the profile's backend may be set."""
 
@@ -376,6 +388,11 @@ class ClusterProfile(_Model):
     )
     policy: Policy = Field(default_factory=Policy, description="What jobs may ask for.")
     storage: Storage | None = Field(default=None, description="S3 storage for job files.")
+    containers: ContainerSettings | None = Field(
+        default=None,
+        description="Run jobs that give an image through Apptainer/Singularity (not on "
+        "Kubernetes, which runs images itself); without it such jobs are refused.",
+    )
 
     @model_validator(mode="after")
     def _one_backend_block(self) -> Self:
@@ -386,6 +403,8 @@ class ClusterProfile(_Model):
             settings = {"local": LocalSettings, "slurm": SlurmSettings, "lsf": LsfSettings,
                         "kubernetes": KubernetesSettings}[self.backend]  # fmt: skip
             setattr(self, self.backend, settings())
+        if self.containers is not None and self.backend == "kubernetes":
+            raise ValueError("a kubernetes profile runs images itself: drop 'containers'")
         if self.poll_interval_max_s < self.poll_interval_min_s:
             raise ValueError("poll_interval_max_s is below poll_interval_min_s")
         return self

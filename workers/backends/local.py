@@ -101,14 +101,13 @@ class LocalBackend(FileBackend):
         self._wait_for_runner(job_id, directory)
         return job_id
 
-    @staticmethod
-    def _prepare(directory: Path, job_id: str, spec: JobSpec) -> None:
+    def _prepare(self, directory: Path, job_id: str, spec: JobSpec) -> None:
         # A directory without a runner record is what an earlier attempt left when it
         # died before launching; the caller holds the job's submit lock, so clear it.
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o700)
         program = directory / f"{job_id}.program"
-        program.write_text(render_program(spec), encoding="utf-8")
+        program.write_text(render_program(spec, self.profile), encoding="utf-8")
         program.chmod(0o700)
         for script in ("runner.sh", "task.sh"):
             shutil.copyfile(SCRIPTS / script, directory / script)

@@ -91,7 +91,7 @@ class LsfBackend(FileBackend):
         files = self.files(job_id)
         try:
             files.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            files.program.write_text(render_program(spec), encoding="utf-8")
+            files.program.write_text(render_program(spec, self.profile), encoding="utf-8")
             files.program.chmod(0o700)
             if spec.array:
                 write_indices(files.directory, job_id, spec.array.indices)
