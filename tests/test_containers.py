@@ -37,10 +37,10 @@ def test_an_image_runs_through_the_profiles_container_runtime(
     (shim / "apptainer").chmod(0o755)
     profile = make_profile(containers={"runtime": "apptainer", "options": ["--nv"]})
     start_worker(profile, env={**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"})
-    command = "echo inside $JOBGATE_JOB_ID"
+    command = "echo inside $JOBGATE_JOB_ID for $JOBGATE_OWNER"
     job = gateway.submit(JobSpec(name="c", image="python:3.11-slim", command=command), "local")
     assert job.wait(timeout_s=60).status is JobStatus.SUCCEEDED
-    assert "".join(job.logs()) == f"inside {job.id}\n"
+    assert "".join(job.logs()) == f"inside {job.id} for {job.record().owner}\n"
     calls = (shim / "calls").read_text().splitlines()
     assert calls == ["exec", "--nv", "docker://python:3.11-slim", "/bin/sh", "-c", command]
 

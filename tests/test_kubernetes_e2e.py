@@ -83,6 +83,9 @@ def test_success_with_logs_and_a_failure_with_its_exit_code(
     assert (container["image"], container["command"]) == (
         "busybox:1.36", ["/bin/sh", "-c", "echo hello"])  # fmt: skip
     assert manifest["metadata"]["labels"]["jobgate.io/job-id"] == ok.id
+    owner = ok.record().owner
+    assert manifest["metadata"]["labels"]["jobgate.io/owner"] == owner
+    assert {"name": "JOBGATE_OWNER", "value": owner} in container["env"]
     api.run_job(NAMESPACE, name, exit_code=0, log="hello\n")
     record = ok.wait(timeout_s=TIMEOUT_S)
     assert (record.status, record.exit_code) == (JobStatus.SUCCEEDED, 0)

@@ -20,6 +20,7 @@ from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
 from jobgate.client.store import JobStore, Observation, StatusUpdate
 from jobgate.workers.backends import Backend
+from jobgate.workers.backends.programs import OWNER_ENV
 from jobgate.workers.finalize import finalize
 from jobgate.workers.locks import held
 from jobgate.workers.polling import start_chain
@@ -79,6 +80,10 @@ def submit_job(
                 log.warning("job %s: %s", job_id, e)
                 return DEPENDENCY_FAILED
             runnable = with_secrets(spec, store.job_secrets(job_id))
+            # the job knows who submitted it (and Kubernetes labels the Job with it)
+            runnable = runnable.model_copy(
+                update={"env": {**runnable.env, OWNER_ENV: record.owner}}
+            )
             backend_id = backend.submit(job_id, runnable, dependencies)
         outcome = store.transition(
             StatusUpdate(

@@ -40,6 +40,7 @@ from jobgate.workers.backends.kubernetes_status import (
     started_finished,
     timestamp,
 )
+from jobgate.workers.backends.programs import OWNER_ENV
 
 __all__ = ["KubernetesBackend", "classify_job", "render_job_manifest"]
 
@@ -95,7 +96,8 @@ class KubernetesBackend(Backend):
     def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
         if dependencies:
             raise BackendError("the Kubernetes backend does not run dependencies")
-        manifest = render_job_manifest(spec, self.profile, job_id, tenant=self.tenant)
+        owner = spec.env.get(OWNER_ENV, "")
+        manifest = render_job_manifest(spec, self.profile, job_id, tenant=self.tenant, owner=owner)
         namespace = namespace_of(spec, self.settings)
         return f"{namespace}/{self.api.create_job(namespace, manifest)}"
 

@@ -9,6 +9,8 @@ from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec
 from jobgate.client.profile_schema import ClusterProfile
 
+#: The submitter's name, in every job's environment (set at submission).
+OWNER_ENV = "JOBGATE_OWNER"
 #: Worker settings that must not leak into a user's job environment.
 _PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
 
