@@ -4,6 +4,7 @@ tests/emulators/kubernetes, where the test plays the Job controller and the kube
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 from conftest import WorkerFactory, wait_for
@@ -83,6 +85,9 @@ def test_success_with_logs_and_a_failure_with_its_exit_code(
     assert (container["image"], container["command"]) == (
         "busybox:1.36", ["/bin/sh", "-c", "echo hello"])  # fmt: skip
     assert manifest["metadata"]["labels"]["jobgate.io/job-id"] == ok.id
+    (sent,) = [r.body for r in api.requests("POST", r"/namespaces/jobs/jobs$")
+               if f"jobgate-{ok.id}" in str(r.body)]  # fmt: skip
+    kubernetes_validate.validate(json.loads(sent), "1.32.0", strict=True)  # what the worker sent
     owner = ok.record().owner
     assert manifest["metadata"]["labels"]["jobgate.io/owner"] == owner
     assert {"name": "JOBGATE_OWNER", "value": owner} in container["env"]
