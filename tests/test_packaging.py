@@ -77,3 +77,20 @@ def test_using_the_client_loads_no_worker_module() -> None:
 def test_every_exported_name_imports() -> None:
     for name in jobgate.client.__all__:
         assert getattr(jobgate.client, name) is not None
+
+
+def test_a_missing_kubernetes_extra_is_named_with_its_install_command() -> None:
+    """Without the `kubernetes` package (the extra), the backend says what to install."""
+    code = (
+        "import sys; sys.modules['kubernetes'] = None\n"
+        "from jobgate.client.errors import ConfigurationError\n"
+        "from jobgate.client.profile_schema import ClusterProfile\n"
+        "from jobgate.workers.backends import get_backend\n"
+        "try:\n"
+        "    get_backend(ClusterProfile(name='k', backend='kubernetes'))\n"
+        "except ConfigurationError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert "pip install 'jobgate[kubernetes]'" in out.stdout

@@ -18,6 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
+
 from jobgate.client.errors import BackendError, SchedulerUnavailableError
 from jobgate.client.profile_schema import KubernetesSettings
 from jobgate.workers.backends import commands
@@ -68,35 +74,29 @@ class ClientApi:
     `credentials_refresh_s` (tokens and kubeconfigs get rotated under long-lived workers)."""
 
     def __init__(self, settings: KubernetesSettings) -> None:
-        from kubernetes import client  # imported here: the extra is optional
-
         self.settings = settings
-        self._client_module = client
         self._lock = threading.Lock()
         self._api_client: Any = None
         self._loaded_at = 0.0
         self._api_client_now()
 
     def _load(self) -> Any:
-        from kubernetes import config
-        from kubernetes.config.config_exception import ConfigException
-
         path = self.settings.kubeconfig or os.environ.get("KUBECONFIG")
         default = Path("~/.kube/config").expanduser()
-        configuration = self._client_module.Configuration()
+        configuration = k8s.Configuration()
         try:
             if path or default.exists():
-                config.load_kube_config(config_file=path or str(default),
+                k8s_config.load_kube_config(config_file=path or str(default),
                                         context=self.settings.context,
                                         client_configuration=configuration)  # fmt: skip
             else:
-                config.load_incluster_config(client_configuration=configuration)
+                k8s_config.load_incluster_config(client_configuration=configuration)
         except (ConfigException, OSError, ValueError) as e:
             raise BackendError(f"cannot load a Kubernetes configuration: {e}") from e
         # No urllib3 retries (they would also sleep out 429/503 Retry-After silently):
         # _call retries, bounded and logged. Set before the connection pool exists.
         configuration.retries = 0
-        return self._client_module.ApiClient(configuration)
+        return k8s.ApiClient(configuration)
 
     def _api_client_now(self, *, reload: bool = False) -> Any:
         with self._lock:
@@ -106,9 +106,6 @@ class ClientApi:
             return self._api_client
 
     def _call(self, verb: str, resource: str, namespace: str, call: Callable[[Any], T]) -> T:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
         failure = ""
         reloaded = False
         for attempt in range(self.settings.request_attempts):
@@ -141,10 +138,10 @@ class ClientApi:
         )
 
     def _batch(self, api_client: Any) -> Any:
-        return self._client_module.BatchV1Api(api_client)
+        return k8s.BatchV1Api(api_client)
 
     def _core(self, api_client: Any) -> Any:
-        return self._client_module.CoreV1Api(api_client)
+        return k8s.CoreV1Api(api_client)
 
     def _json(self, response: Any) -> Any:
         return json.loads(response.data)
@@ -152,8 +149,6 @@ class ClientApi:
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> str:
         """Create the Job; one that exists already under its name is this job (names carry
         the jobgate id), created by an earlier attempt whose answer was lost."""
-        from kubernetes.client.exceptions import ApiException
-
         _check_namespace(manifest, namespace)
         name = str(manifest["metadata"]["name"])
         kw = {"_preload_content": False, "_request_timeout": self.settings.request_timeout_s}
@@ -187,8 +182,6 @@ class ClientApi:
         return list(listed.get("items") or [])
 
     def delete_job(self, namespace: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         def delete(c: Any) -> None:
             try:
                 self._batch(c).delete_namespaced_job(
