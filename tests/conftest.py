@@ -135,6 +135,18 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "con
     return result
 
 
+def counting_shim(directory: Path, real: Path) -> Path:
+    """A stand-in for the command `real`, in `directory` (to put first on PATH) under the
+    same name, that counts its calls and runs the real one; returns the count file."""
+    directory.mkdir()
+    calls = directory / "calls"
+    calls.touch()
+    shim = directory / real.name
+    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    return calls
+
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

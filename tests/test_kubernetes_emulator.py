@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
 import pytest
+from conftest import wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulators" / "kubernetes"))
 
@@ -41,18 +42,6 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not insta
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI")
 NS = "jobs"
 DEADLINE_S = 10.0
-
-
-def poll(check: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def job_body(name: str, **labels: str) -> dict[str, Any]:
@@ -486,27 +475,29 @@ def test_delete_propagation(api: KubeApiServer, kube: Kube) -> None:
     assert answer["status"] == "Success"
     assert answer["details"] == {"name": "bg", "group": "batch", "kind": "jobs", "uid": ANY}
     assert api.job(NS, "bg") is None
-    poll(lambda: not api.pods(NS, job_name="bg"), "the background GC to delete bg's pod")
+    wait_for(
+        lambda: not api.pods(NS, job_name="bg"), DEADLINE_S, "the background GC to delete bg's pod"
+    )
 
     # the answer is the object, still there until the GC has deleted its dependents
     marked = raw_json(kube.batch.delete_namespaced_job(
         "fg", NS, propagation_policy="Foreground", _preload_content=False))  # fmt: skip
     assert marked["metadata"]["finalizers"] == ["foregroundDeletion"]
     assert marked["metadata"]["deletionTimestamp"]
-    poll(lambda: api.job(NS, "fg") is None, "the foreground deletion to finish")
+    wait_for(lambda: api.job(NS, "fg") is None, DEADLINE_S, "the foreground deletion to finish")
     assert not api.pods(NS, job_name="fg")
 
     marked = raw_json(kube.batch.delete_namespaced_job(
         "orphan", NS, propagation_policy="Orphan", _preload_content=False))  # fmt: skip
     assert marked["metadata"]["finalizers"] == ["orphan"]
-    poll(lambda: api.job(NS, "orphan") is None, "the orphaning deletion to finish")
+    wait_for(lambda: api.job(NS, "orphan") is None, DEADLINE_S, "the orphaning deletion to finish")
     (kept,) = api.pods(NS, job_name="orphan")
     assert "ownerReferences" not in kept["metadata"]
 
     # batch/v1's default is Orphan, with a warning naming propagationPolicy
     resp = kube.batch.delete_namespaced_job("default", NS, _preload_content=False)
     assert "child pods are preserved by default" in resp.headers["Warning"]
-    poll(lambda: api.job(NS, "default") is None, "the default deletion to finish")
+    wait_for(lambda: api.job(NS, "default") is None, DEADLINE_S, "the default deletion to finish")
     assert len(api.pods(NS, job_name="default")) == 1
 
 
@@ -682,8 +673,8 @@ def test_automatic_mode_runs_jobs(api: KubeApiServer, kube: Kube) -> None:
                 return str(c.type)
         return None
 
-    assert poll(lambda: finished("good"), "job good to finish") == "Complete"
-    assert poll(lambda: finished("bad"), "job bad to finish") == "Failed"
+    assert wait_for(lambda: finished("good"), DEADLINE_S, "job good to finish") == "Complete"
+    assert wait_for(lambda: finished("bad"), DEADLINE_S, "job bad to finish") == "Failed"
     (pod,) = api.pods(NS, job_name="good")
     assert kube.core.read_namespaced_pod_log(pod["metadata"]["name"], NS) == "attempt 0\n"
     assert len(api.pods(NS, job_name="bad")) == 2  # backoffLimit 1: two pods ran
@@ -740,7 +731,7 @@ def test_kubectl_apply_get_logs_delete(tls_api: KubeApiServer, tmp_path: Path) -
     assert delete_body["propagationPolicy"] == "Background"
     absent = kubectl(kc, "delete", "job", "kc", "--ignore-not-found")
     assert (absent.returncode, absent.stdout) == (0, ""), absent.stderr
-    poll(lambda: not tls_api.pods(NS), "kc's pod to be garbage-collected")
+    wait_for(lambda: not tls_api.pods(NS), DEADLINE_S, "kc's pod to be garbage-collected")
 
 
 @needs_kubectl

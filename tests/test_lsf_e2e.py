@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import WorkerFactory, wait_for
+from conftest import WorkerFactory, counting_shim, wait_for
 from test_gateway_e2e import gated, statuses
 
 from jobgate.client import Gateway, JobSpec, JobStatus
@@ -292,26 +292,15 @@ def _fault_used_up(lsf: LsfEmulator, command: str) -> bool:
     return lsf.run(str(EMULATOR / "bin" / "lsf-emulator-faults"), command).stdout.strip() == "0"
 
 
-def counting(directory: Path, command: str, real: str) -> tuple[dict[str, str], Path]:
-    """A shim that counts calls of `command` before running the emulator's."""
-    directory.mkdir()
-    calls = directory / "calls"
-    shim = directory / command
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
-    shim.chmod(0o755)
-    return {
-        "PATH": f"{directory}{os.pathsep}{EMULATOR / 'bin'}{os.pathsep}{os.environ['PATH']}"
-    }, calls
-
-
 @pytest.mark.timeout(300)  # 100 bsubs and 100 emulated jobs share two CPUs with the worker
 def test_a_hundred_jobs_finish_with_one_bjobs_per_interval(
     gateway: Gateway, lsf: LsfEmulator, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:
-    path_env, calls = counting(tmp_path / "shim", "bjobs", str(EMULATOR / "bin" / "bjobs"))
+    calls = counting_shim(tmp_path / "shim", EMULATOR / "bin" / "bjobs")
+    path = os.pathsep.join([str(tmp_path / "shim"), str(EMULATOR / "bin"), os.environ["PATH"]])
     # Reconcile would also ask bjobs about jobs still NEW in the submit backlog: not measured.
     profile = lsf_profile(tmp_path, reconcile_interval_s=60)
-    start_worker(profile, env=lsf.env(**path_env), concurrency=4)
+    start_worker(profile, env=lsf.env(PATH=path), concurrency=4)
     gate = tmp_path / "gate"
     began = time.monotonic()
     # a slow gate: 100 jobs checking every 50 ms would keep both CPUs busy forking `sleep`

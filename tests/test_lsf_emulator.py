@@ -12,27 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 
 BIN = Path(__file__).resolve().parent / "emulators" / "lsf" / "bin"
 DEADLINE_S = 15.0
-
-
-def poll(check: Callable[[], Any], what: str, timeout_s: float = DEADLINE_S) -> Any:
-    """Call ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -79,7 +68,7 @@ class Lsf:
             stat = self.stat(job)
             return stat if stat in states else ""
 
-        return str(poll(reached, f"job {job} in {states}", timeout_s))
+        return str(wait_for(reached, timeout_s, f"job {job} in {states}"))
 
     def faults(self, **switches: Any) -> None:
         self.state.mkdir(exist_ok=True)
@@ -202,7 +191,11 @@ def test_o_appends_and_oo_overwrites(lsf: Lsf) -> None:
 
 def test_stdout_direct_streams_output_and_appends_the_report(lsf: Lsf) -> None:
     job = lsf.submit("-oo", "live", "echo first; sleep 30", LSB_STDOUT_DIRECT="Y")
-    poll(lambda: (lsf.work / "live").exists() and (lsf.work / "live").read_text(), "output")
+    wait_for(
+        lambda: (lsf.work / "live").exists() and (lsf.work / "live").read_text(),
+        DEADLINE_S,
+        "output",
+    )
     assert (lsf.work / "live").read_text() == "first\n"
     lsf.run("bkill", str(job))
     lsf.wait_stat(job, "EXIT")
@@ -231,7 +224,7 @@ def test_array_runs_at_most_n_elements_at_once(lsf: Lsf) -> None:
         assert states.count("RUN") <= 3
         return len(states) == 7 and set(states) == {"DONE"}
 
-    poll(all_done, "array elements to finish", 30)
+    wait_for(all_done, 30, "array elements to finish")
     spans = [
         (float((marks / f"{i}.start").read_text()), float((marks / f"{i}.end").read_text()))
         for i in range(1, 8)
@@ -264,7 +257,9 @@ def test_dependencies_wait_for_their_condition(lsf: Lsf) -> None:
     then = lsf.submit("-w", f"done({first})", "date +%s.%N > then.start")
     short = lsf.submit("-w", str(first), "-J", "short", "true")  # a bare ID means done()
     waiting = {"STAT": "PEND", "PEND_REASON": "Job dependency condition not satisfied;"}
-    poll(lambda: lsf.fields(then, "stat", "pend_reason") == waiting, "the pending reason")
+    wait_for(
+        lambda: lsf.fields(then, "stat", "pend_reason") == waiting, DEADLINE_S, "the pending reason"
+    )
     (lsf.work / "gate").touch()
     lsf.wait_stat(then, "DONE")
     lsf.wait_stat(short, "DONE")
@@ -275,11 +270,12 @@ def test_dependencies_wait_for_their_condition(lsf: Lsf) -> None:
     on_exit = lsf.submit("-w", f"exit({failing}) && ended(first)", "true")
     never = lsf.submit("-w", f"done({failing})", "true")
     lsf.wait_stat(on_exit, "DONE")
-    poll(
+    wait_for(
         lambda: (
             lsf.fields(never, "pend_reason")["PEND_REASON"]
             == "Dependency condition invalid or never satisfied;"
         ),
+        DEADLINE_S,
         "the never-satisfied reason",
     )
     assert lsf.stat(never) == "PEND"
@@ -388,13 +384,14 @@ def test_clean_period_hides_finished_jobs_but_bhist_keeps_them(lsf: Lsf) -> None
     job = lsf.submit("-J", "quick", "true", LSF_EMULATOR_CLEAN_PERIOD="1")
     lsf.wait_stat(job, "DONE")
     gone = lsf.env | {"LSF_EMULATOR_CLEAN_PERIOD": "1"}
-    poll(
+    wait_for(
         lambda: (
             "is not found"
             in subprocess.run(
                 ["bjobs", str(job)], capture_output=True, text=True, env=gone, check=False
             ).stderr
         ),
+        DEADLINE_S,
         "the clean period",
     )
     history = lsf.run("bhist", "-l", str(job), LSF_EMULATOR_CLEAN_PERIOD="1").stdout
@@ -467,9 +464,17 @@ def test_zombi_and_vanish_switches(lsf: Lsf) -> None:
     lsf.wait_stat(zombi, "ZOMBI")
     assert lsf.run("bjobs", "-noheader", "-o", "stat").stdout.split() == ["ZOMBI"]
     script = str(lsf.state / "jobs" / f"{zombi}.sh")
-    poll(lambda: not lsf.run("pgrep", "-f", script).stdout, "the zombi's processes to end")
+    wait_for(
+        lambda: not lsf.run("pgrep", "-f", script).stdout,
+        DEADLINE_S,
+        "the zombi's processes to end",
+    )
     ghost = lsf.submit("-J", "ghost", "true")
-    poll(lambda: "is not found" in lsf.run("bjobs", str(ghost)).stderr, "the ghost to vanish")
+    wait_for(
+        lambda: "is not found" in lsf.run("bjobs", str(ghost)).stderr,
+        DEADLINE_S,
+        "the ghost to vanish",
+    )
     assert "Done successfully" in lsf.run("bhist", "-l", str(ghost)).stdout
 
 
@@ -491,4 +496,4 @@ def test_stop_ends_runners_and_jobs(lsf: Lsf) -> None:
         except FileNotFoundError:
             return True
 
-    poll(dead, "the job's process to end")
+    wait_for(dead, DEADLINE_S, "the job's process to end")

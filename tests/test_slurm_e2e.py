@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import LocalSlurm, WorkerFactory, wait_for
+from conftest import LocalSlurm, WorkerFactory, counting_shim, wait_for
 from test_gateway_e2e import gated, statuses
 from test_store import make_record
 
@@ -135,23 +135,13 @@ def test_dependencies_run_in_order_and_a_failed_one_fails_the_next(
              what="Slurm to drop the job")  # fmt: skip
 
 
-def counting_squeue(directory: Path) -> tuple[dict[str, str], Path]:
-    """A `squeue` first on PATH that counts its calls, then runs the real one."""
-    directory.mkdir()
-    calls = directory / "calls"
-    calls.touch()
-    shim = directory / "squeue"
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec /usr/bin/squeue "$@"\n')
-    shim.chmod(0o755)
-    return {"PATH": f"{directory}:{os.environ['PATH']}"}, calls
-
-
 def test_a_hundred_jobs_finish_with_one_squeue_per_interval(
     gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    path_env, calls = counting_squeue(tmp_path / "shim")
-    start_worker(hpc_profile, env={**slurm.env(), **path_env}, concurrency=4)
+    calls = counting_shim(tmp_path / "shim", Path("/usr/bin/squeue"))
+    path = f"{tmp_path / 'shim'}{os.pathsep}{os.environ['PATH']}"
+    start_worker(hpc_profile, env={**slurm.env(), "PATH": path}, concurrency=4)
     began = time.monotonic()
     jobs = [gateway.submit(JobSpec(name=f"j{i}", command=f"echo {i}"), "hpc") for i in range(100)]
     for i, job in enumerate(jobs):

@@ -211,15 +211,22 @@ class KubernetesBackend(Backend):
         pods = list(
             reversed(newest_first(self.api.list_pods(namespace, f"{LABEL_JOB_ID}={job_id}")))
         )
-        parts = []
+        # Read only up to the end of the chunk asked for: a long log is not fetched whole
+        # for every chunk of it.
+        wanted = offset + max_bytes
+        read = b""
         for pod in pods:
+            if len(read) >= wanted:
+                break
             name = (pod.get("metadata") or {}).get("name", "")
+            header = f"==> pod {name} <==\n".encode() if len(pods) > 1 else b""
+            limit = max(1, wanted - len(read) - len(header))
             try:
-                text = self.api.pod_log(namespace, name, self.settings.container_name)
+                text = self.api.pod_log(namespace, name, self.settings.container_name, limit)
             except BackendError as e:
                 if "waiting to start" in str(e) or "ContainerCreating" in str(e):
                     continue  # no output yet
                 raise
-            parts.append((f"==> pod {name} <==\n".encode() if len(pods) > 1 else b"") + text)
-        data = b"".join(parts)[offset : offset + max_bytes]
+            read += header + text
+        data = read[offset:wanted]
         return LogChunk(data, offset + len(data))

@@ -43,7 +43,9 @@ class ClusterApi(Protocol):
 
     def delete_job(self, namespace: str, name: str) -> None: ...
 
-    def pod_log(self, namespace: str, pod: str, container: str) -> bytes: ...
+    def pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes: ...
 
 
 def refused(status: int, verb: str, resource: str, namespace: str, message: str) -> BackendError:
@@ -151,12 +153,11 @@ class ClientApi:
         the jobgate id), created by an earlier attempt whose answer was lost."""
         _check_namespace(manifest, namespace)
         name = str(manifest["metadata"]["name"])
-        kw = {"_preload_content": False, "_request_timeout": self.settings.request_timeout_s}
 
         def create(c: Any) -> str:
             try:
                 created = self._json(
-                    self._batch(c).create_namespaced_job(namespace, manifest, **kw)
+                    self._batch(c).create_namespaced_job(namespace, manifest, **self._raw)
                 )
             except ApiException as e:
                 if e.status == 409:
@@ -167,37 +168,44 @@ class ClientApi:
 
         return self._call("create", "jobs.batch", namespace, create)
 
-    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        kw = {"label_selector": selector, "_preload_content": False,
-              "_request_timeout": self.settings.request_timeout_s}  # fmt: skip
-        listed = self._call("list", "jobs.batch", namespace, lambda c: self._json(
-            self._batch(c).list_namespaced_job(namespace, **kw)))  # fmt: skip
+    @property
+    def _raw(self) -> dict[str, Any]:
+        """Answers as bytes, parsed here whatever the client version makes of them."""
+        return {"_preload_content": False, "_request_timeout": self.settings.request_timeout_s}
+
+    def _list(
+        self, resource: str, namespace: str, selector: str, lister: Callable[[Any], Any]
+    ) -> list[dict[str, Any]]:
+        listed = self._call("list", resource, namespace, lambda c: self._json(
+            lister(c)(namespace, label_selector=selector, **self._raw)))  # fmt: skip
         return list(listed.get("items") or [])
 
+    def list_jobs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._list("jobs.batch", namespace, selector,
+                          lambda c: self._batch(c).list_namespaced_job)  # fmt: skip
+
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        kw = {"label_selector": selector, "_preload_content": False,
-              "_request_timeout": self.settings.request_timeout_s}  # fmt: skip
-        listed = self._call("list", "pods", namespace, lambda c: self._json(
-            self._core(c).list_namespaced_pod(namespace, **kw)))  # fmt: skip
-        return list(listed.get("items") or [])
+        return self._list("pods", namespace, selector, lambda c: self._core(c).list_namespaced_pod)
 
     def delete_job(self, namespace: str, name: str) -> None:
         def delete(c: Any) -> None:
             try:
                 self._batch(c).delete_namespaced_job(
-                    name, namespace, propagation_policy="Background", _preload_content=False,
-                    _request_timeout=self.settings.request_timeout_s)  # fmt: skip
+                    name, namespace, propagation_policy="Background", **self._raw)  # fmt: skip
             except ApiException as e:
                 if e.status != 404:  # already gone: deleting is idempotent
                     raise
 
         self._call("delete", "jobs.batch", namespace, delete)
 
-    def pod_log(self, namespace: str, pod: str, container: str) -> bytes:
-        kw = {"container": container, "_preload_content": False,
-              "_request_timeout": self.settings.request_timeout_s}  # fmt: skip
+    def pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes:
+        """The log from its start (only its first `limit_bytes` when given)."""
+        limit = {"limit_bytes": limit_bytes} if limit_bytes else {}
         return self._call("get", "pods/log", namespace, lambda c: bytes(
-            self._core(c).read_namespaced_pod_log(pod, namespace, **kw).data))  # fmt: skip
+            self._core(c).read_namespaced_pod_log(pod, namespace, container=container,
+                                                  **limit, **self._raw).data))  # fmt: skip
 
 
 def _status_message(body: Any) -> str:
@@ -285,8 +293,11 @@ class KubectlApi:
                   ["delete", "job", name, "-n", namespace, "--ignore-not-found",
                    "--cascade=background", "--wait=false"])  # fmt: skip
 
-    def pod_log(self, namespace: str, pod: str, container: str) -> bytes:
-        out = self._run(
-            "get", "pods/log", namespace, ["logs", pod, "-n", namespace, "-c", container]
-        )
-        return out.encode()
+    def pod_log(
+        self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
+    ) -> bytes:
+        """The log from its start (only its first `limit_bytes` when given)."""
+        args = ["logs", pod, "-n", namespace, "-c", container]
+        if limit_bytes:
+            args.append(f"--limit-bytes={limit_bytes}")
+        return self._run("get", "pods/log", namespace, args).encode()

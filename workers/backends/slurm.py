@@ -10,28 +10,18 @@ the gateway declares it lost after the profile's grace period.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 
-from jobgate.client.errors import BackendError
-from jobgate.client.ids import JOB_ID_PATTERN, created_at
-from jobgate.client.models import ElementState, JobSpec, JobStatus
+from jobgate.client.ids import created_at
+from jobgate.client.models import JobSpec
 from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
 from jobgate.client.store import Observation
 from jobgate.workers.backends import commands
-from jobgate.workers.backends.base import (
-    array_observation,
-    task_observation,
-)
-from jobgate.workers.backends.jobfiles import (
-    FileBackend,
-    exit_state,
-    read_indices,
-    write_indices,
-)
-from jobgate.workers.backends.programs import job_environment, job_name, render_program
+from jobgate.workers.backends.batch import BatchBackend, chunks
+from jobgate.workers.backends.jobfiles import read_indices
+from jobgate.workers.backends.programs import job_name
 from jobgate.workers.backends.slurm_script import (
     SlurmFiles,
     parse_sbatch_parsable,
@@ -60,63 +50,31 @@ TRANSIENT = (
 )
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-class SlurmBackend(FileBackend):
+class SlurmBackend(BatchBackend[SlurmFiles]):
     kind = "slurm"
+    transient = TRANSIENT
+    unknown_reason = "not in squeue or sacct, and no exit record"
 
     def __init__(self, profile: ClusterProfile) -> None:
-        super().__init__(profile)
         assert profile.slurm is not None
         self.settings: SlurmSettings = profile.slurm
-        self.work_dir = Path(self.settings.work_dir).expanduser()
-        self.policy = commands.RetryPolicy(
-            timeout_s=self.settings.command_timeout_s,
-            attempts=self.settings.command_attempts,
-            transient=TRANSIENT,
-        )
-
-    def job_directory(self, job_id: str) -> Path:
-        return self.files(job_id).directory
-
-    def files(self, job_id: str) -> SlurmFiles:
-        if not JOB_ID_PATTERN.match(job_id):
-            raise BackendError(f"{job_id!r} is not a jobgate job id")
-        return SlurmFiles(self.work_dir / job_id, job_id)
+        super().__init__(profile, self.settings, self.settings.work_dir, SlurmFiles)
 
     # -- submit ------------------------------------------------------------------
 
-    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
-        files = self.files(job_id)
-        try:
-            files.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            files.program.write_text(render_program(spec, self.profile), encoding="utf-8")
-            files.program.chmod(0o700)
-            if spec.array:
-                write_indices(files.directory, job_id, spec.array.indices)
-            directives = sbatch_directives(job_id, spec, self.profile, files, list(dependencies))
-            script = render_batch_script(directives, files, spec.array is not None)
-            files.script.write_text(script, encoding="utf-8")
-        except OSError as e:
-            raise BackendError(f"cannot prepare job directory {files.directory}: {e}") from e
-        # No retries inside: an sbatch whose answer was lost may have submitted. The submit
-        # task retries instead, and asks squeue for the job's name first.
-        once = commands.RetryPolicy(timeout_s=self.settings.command_timeout_s, attempts=1,
-                                    transient=TRANSIENT)  # fmt: skip
-        result = commands.run(
-            sbatch_argv(self.profile, spec, files.script),
-            once,
-            env=job_environment(job_id, spec, self.profile),
-            cwd=str(files.directory),
-        )
-        if result.returncode != 0:
-            raise result.error("refused the job", transient=once.is_transient(result))
-        backend_id = parse_sbatch_parsable(result.stdout)
-        files.save_backend_id(backend_id)
-        return backend_id
+    def batch_script(
+        self, job_id: str, spec: JobSpec, files: SlurmFiles, dependencies: list[str]
+    ) -> str:
+        directives = sbatch_directives(job_id, spec, self.profile, files, dependencies)
+        return render_batch_script(directives, files, spec.array is not None)
+
+    def submit_command(
+        self, spec: JobSpec, files: SlurmFiles, script: str
+    ) -> tuple[list[str], str | None]:
+        return sbatch_argv(self.profile, spec, files.script), None
+
+    def parse_submitted(self, stdout: str) -> str:
+        return parse_sbatch_parsable(stdout)
 
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Jobs submitted before: by the id file sbatch's answer left, else by name in squeue.
@@ -124,17 +82,9 @@ class SlurmBackend(FileBackend):
         A job whose directory does not exist was never prepared, so never submitted:
         squeue is asked only about the others (an attempt that died around sbatch).
         """
-        found: dict[str, str] = {}
-        prepared = []
-        for job_id in job_ids:
-            files = self.files(job_id)
-            saved = files.saved_backend_id()
-            if saved is not None:
-                found[job_id] = saved
-            elif files.directory.exists():
-                prepared.append(job_id)
+        found, prepared = self.saved_or_prepared(job_ids)
         names = {job_name(self.profile, j): j for j in prepared}
-        for chunk in _chunks(sorted(names), self.settings.query_chunk):
+        for chunk in chunks(sorted(names), self.settings.query_chunk):
             argv = [
                 "squeue",
                 "-h",
@@ -158,7 +108,7 @@ class SlurmBackend(FileBackend):
         with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
             batches = pool.map(
                 lambda chunk: self._rows(squeue_argv(chunk), parse_squeue),
-                _chunks(ids, self.settings.query_chunk),
+                chunks(ids, self.settings.query_chunk),
             )
             queued: dict[str, list[SlurmRow]] = {}
             for rows in batches:
@@ -188,47 +138,25 @@ class SlurmBackend(FileBackend):
             return {}
         since = min(created_at(j) for j in jobs) - timedelta(days=1)
         found: dict[str, list[SlurmRow]] = {}
-        for chunk in _chunks(sorted(set(jobs.values())), self.settings.query_chunk):
+        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
             for row in self._rows(sacct_argv(chunk, self.settings.accounting, since), parse_sacct):
                 found.setdefault(row.array_job_id, []).append(row)
         return found
 
     def _observe_queued(self, job_id: str, rows: list[SlurmRow]) -> Observation:
-        indices = read_indices(self.files(job_id).directory, job_id)
-        if indices is None:
-            return observe(rows, requeue_preempted=self.settings.requeue_preempted)
-        # Elements that finished long ago may be gone from squeue: their exit records tell.
-        seen = {r.index for r in rows}
-        rest = [self._element_from_files(job_id, i) for i in indices if i not in seen]
         queued = observe(rows, requeue_preempted=self.settings.requeue_preempted)
-        if not rest:
-            return queued
-        elements = sorted([*queued.elements, *rest], key=lambda e: e.index)
-        return array_observation(elements, stop_on_scheduler=queued.stop_on_scheduler)
+        return self.with_unlisted_elements(job_id, queued, {r.index for r in rows})
 
     def _observe_gone(self, job_id: str, history: list[SlurmRow]) -> Observation:
         """A job squeue no longer lists: from sacct, else from its exit records, else unknown."""
-        directory = self.files(job_id).directory
-        indices = read_indices(directory, job_id)
-        if indices is None:
-            if history:
-                return observe(history[:1], requeue_preempted=self.settings.requeue_preempted)
-            return task_observation(exit_state(directory, job_id, None) or self._unknown(0))
-        return array_observation([self._element_from_files(job_id, i) for i in indices])
-
-    def _element_from_files(self, job_id: str, index: int) -> ElementState:
-        directory = self.files(job_id).directory
-        return exit_state(directory, job_id, index) or self._unknown(index)
-
-    @staticmethod
-    def _unknown(index: int) -> ElementState:
-        return ElementState(index=index, status=JobStatus.UNKNOWN,
-                            reason="not in squeue or sacct, and no exit record")  # fmt: skip
+        if history and read_indices(self.files(job_id).directory, job_id) is None:
+            return observe(history[:1], requeue_preempted=self.settings.requeue_preempted)
+        return self.observe_from_files(job_id)
 
     # -- cancel and logs --------------------------------------------------------------
 
     def cancel(self, jobs: Mapping[str, str]) -> None:
-        for chunk in _chunks(sorted(set(jobs.values())), self.settings.query_chunk):
+        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
             result = commands.run(["scancel", *chunk], self.policy)
             if result.returncode != 0:
                 raise result.error("could not cancel")
