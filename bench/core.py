@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import devstack  # noqa: E402
 
 from jobgate.client import Gateway, Job, JobSpec, JobStatus  # noqa: E402
+from jobgate.client.profile_schema import LocalProfile  # noqa: E402
 from jobgate.client.profiles import load_profile  # noqa: E402
 from jobgate.workers.backends.local import LocalBackend  # noqa: E402
 
@@ -117,7 +118,9 @@ def scale_run(
     time.sleep(window_s)
     after, elapsed = gw.store.query_stats("local"), time.time() - t0
     queries = after["queries"] - before["queries"]
-    backend = LocalBackend(load_profile(str(profile_path)))
+    local = load_profile(str(profile_path))
+    assert isinstance(local, LocalProfile)
+    backend = LocalBackend(local)
     ids = [j.id for j in jobs]
     query_times = []
     for _ in range(runs):
@@ -153,7 +156,8 @@ def main() -> int:
     profile = load_profile("local").model_copy(
         update={"poll_interval_min_s": POLL_INTERVAL_S, "poll_interval_max_s": POLL_INTERVAL_S}
     )
-    profile.local_settings.work_dir = str(tmp / "jobs")
+    assert isinstance(profile, LocalProfile)
+    profile.local.work_dir = str(tmp / "jobs")
     profile_path = tmp / "local.yaml"
     profile_path.write_text(yaml.safe_dump(profile.model_dump()))
     redis = devstack.RedisServer(tmp / "logs").start()

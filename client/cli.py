@@ -13,38 +13,86 @@ import os
 import shutil
 import socket
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 import yaml
+from click.core import ParameterSource
 
-from jobgate.client.connection import TENANT_ENV, URL_ENV, check_url, mask_url
+from jobgate.client import routing
+from jobgate.client.connection import PROFILES_ENV, TENANT_ENV, URL_ENV, check_url, mask_url
 from jobgate.client.errors import JobgateError
 from jobgate.client.gateway import Gateway, Job, Stream
-from jobgate.client.models import JobRecord, JobStatus, PolicyLevel
+from jobgate.client.models import JobQuery, JobRecord, JobStatus, PolicyLevel
 from jobgate.client.policy import summarize_preflight
 from jobgate.client.profiles import find_profiles, load_profile, public_profile
 from jobgate.client.validation import validate_job_spec
 
-url_option = click.option(
-    "--url", envvar=URL_ENV, required=True, help=f"Redis URL (or set {URL_ENV})."
-)
-tenant_option = click.option(
-    "--tenant",
-    envvar=TENANT_ENV,
-    default="default",
-    show_default=True,
-    help=f"Key namespace in Redis (or set {TENANT_ENV}).",
-)
+PROG = "jobgate"
+
+
+@dataclass
+class Connection:
+    """Where the commands find Redis (``--url``/``--tenant``, given before or after the
+    command name), and the one `Gateway` they share, opened on first use."""
+
+    url: str | None = None
+    tenant: str = "default"
+    _gateway: Gateway | None = field(default=None, repr=False)
+
+    def checked_url(self) -> str:
+        if not self.url:
+            raise click.UsageError(f"Missing option '--url' (or set {URL_ENV}).")
+        return check_url(self.url)
+
+    def gateway(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = Gateway(self.checked_url(), tenant=self.tenant)
+            click.get_current_context().call_on_close(self._gateway.close)
+        return self._gateway
+
+
+def _connection_options(*, remember: bool) -> list[click.Option]:
+    """--url and --tenant: the group's own, or a command's copies that update the group's
+    `Connection` when given on the command's own command line."""
+
+    def keep(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        given = ctx.get_parameter_source(str(param.name)) is not ParameterSource.DEFAULT
+        if remember and given and value is not None:
+            setattr(ctx.ensure_object(Connection), str(param.name), value)
+        return value
+
+    return [
+        click.Option(["--url"], envvar=URL_ENV, default=None, expose_value=not remember,
+                     callback=keep, help=f"Redis URL (or set {URL_ENV})."),
+        click.Option(["--tenant"], envvar=TENANT_ENV, default="default", show_default=True,
+                     expose_value=not remember, callback=keep,
+                     help=f"Key namespace in Redis (or set {TENANT_ENV})."),
+    ]  # fmt: skip
+
+
+class _JobgateGroup(click.Group):
+    """The top-level group: every command it holds takes --url/--tenant too."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            cmd.params.extend(_connection_options(remember=True))
+        super().add_command(cmd, name)
 
 
 def _print_record(record: JobRecord) -> None:
     click.echo(json.dumps(record.model_dump(mode="json"), indent=2))
 
 
-@click.group()
-def main() -> None:
-    """jobgate: submit batch jobs to clusters through Redis."""
+pass_connection = click.make_pass_decorator(Connection, ensure=True)
+
+
+@click.group(cls=_JobgateGroup, params=_connection_options(remember=False))
+@click.pass_context
+def main(ctx: click.Context, url: str | None, tenant: str) -> None:
+    """The jobgate command: submit batch jobs to clusters through Redis."""
+    ctx.obj = Connection(url=url, tenant=tenant)
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -55,16 +103,14 @@ def main() -> None:
     required=True,
     help="Cluster profile to serve (name or path); repeat for several.",
 )
-@url_option
-@tenant_option
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Worker processes.")
 @click.option("--loglevel", default="info", show_default=True)
 @click.option("--hostname", default=None, help="Worker name (default jobgate-<clusters>@<host>).")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
 def worker(
+    connection: Connection,
     profiles: tuple[str, ...],
-    url: str,
-    tenant: str,
     concurrency: int,
     loglevel: str,
     hostname: str | None,
@@ -74,11 +120,12 @@ def worker(
 
     Extra arguments after `--` go to `celery worker` unchanged.
     """
-    check_url(url)
+    url = connection.checked_url()
     clusters = [load_profile(p).name for p in profiles]
-    queues = [q for c in clusters for q in (f"jobgate.{c}", f"jobgate.{c}.poll")]
+    queues = [q for c in clusters for q in (routing.queue(c), routing.poll_queue(c))]
     name = hostname or f"jobgate-{'-'.join(clusters)}@{socket.gethostname()}"
-    env = {**os.environ, URL_ENV: url, TENANT_ENV: tenant, "JOBGATE_PROFILES": ",".join(profiles)}
+    env = {**os.environ, URL_ENV: url, TENANT_ENV: connection.tenant,
+           PROFILES_ENV: ",".join(profiles)}  # fmt: skip
     argv = [
         sys.executable,
         "-m",
@@ -121,11 +168,10 @@ def worker(
     help="Submit despite BLOCK findings, where the profile allows overrides.",
 )
 @click.option("--wait/--no-wait", default=False, help="Follow stdout, then print the record.")
-@url_option
-@tenant_option
-def submit(cluster: str, command: tuple[str, ...], spec_file: str | None, name: str,
-           array: str | None, tags: tuple[str, ...], env: tuple[str, ...],
-           allow_policy_risk: bool, wait: bool, url: str, tenant: str) -> None:  # fmt: skip
+@pass_connection
+def submit(connection: Connection, cluster: str, command: tuple[str, ...],
+           spec_file: str | None, name: str, array: str | None, tags: tuple[str, ...],
+           env: tuple[str, ...], allow_policy_risk: bool, wait: bool) -> None:  # fmt: skip
     """Submit COMMAND (run by /bin/sh -c when it is one word, as argv otherwise), or a
     spec file with --spec. Prints the job id."""
     if bool(command) == bool(spec_file):
@@ -139,12 +185,12 @@ def submit(cluster: str, command: tuple[str, ...], spec_file: str | None, name: 
                 "tags": list(tags), "env": variables}  # fmt: skip
         if array:
             spec["array"] = array
-    with Gateway(url, tenant=tenant) as gw:
-        job = gw.submit(validate_job_spec(spec), cluster, allow_policy_risk=allow_policy_risk)
-        click.echo(job.id)
-        if wait:
-            _follow(job)
-            _print_record(job.wait())
+    gateway = connection.gateway()
+    job = gateway.submit(validate_job_spec(spec), cluster, allow_policy_risk=allow_policy_risk)
+    click.echo(job.id)
+    if wait:
+        _follow(job)
+        _print_record(job.wait())
 
 
 @main.command()
@@ -157,16 +203,16 @@ def submit(cluster: str, command: tuple[str, ...], spec_file: str | None, name: 
     help="Check against this local profile instead of the one a live worker serves.",
 )
 @click.option("--all", "show_all", is_flag=True, help="Show passed checks too.")
-@url_option
-@tenant_option
-def preflight(spec_file: str, cluster: str, profile_name: str | None, show_all: bool, url: str,
-              tenant: str) -> None:  # fmt: skip
+@pass_connection
+def preflight(connection: Connection, spec_file: str, cluster: str, profile_name: str | None,
+              show_all: bool) -> None:  # fmt: skip
     """Check a spec against a cluster's policy without submitting it.
 
     Exits 0 when nothing blocks, 3 when a finding blocks the job."""
     profile = load_profile(profile_name) if profile_name else None
-    with Gateway(url, tenant=tenant) as gw:
-        findings = gw.preflight(spec_file, cluster, include_passes=show_all, profile=profile)
+    findings = connection.gateway().preflight(
+        spec_file, cluster, include_passes=show_all, profile=profile
+    )
     for finding in findings:
         click.echo(f"{finding.level.value:<5}  {finding.code:<24}  {finding.message}")
     level, _ = summarize_preflight(findings)
@@ -176,12 +222,10 @@ def preflight(spec_file: str, cluster: str, profile_name: str | None, show_all: 
 
 
 @main.command()
-@url_option
-@tenant_option
-def clusters(url: str, tenant: str) -> None:
+@pass_connection
+def clusters(connection: Connection) -> None:
     """Clusters a live worker serves right now."""
-    with Gateway(url, tenant=tenant) as gw:
-        served = gw.clusters()
+    served = connection.gateway().clusters()
     if not served:
         click.echo("no live worker serves any cluster", err=True)
     for info in served.values():
@@ -219,23 +263,19 @@ def _follow(job: Job) -> None:
 @main.command()
 @click.argument("job_id")
 @click.option("--fresh", is_flag=True, help="Ask a worker to query the cluster first.")
-@url_option
-@tenant_option
-def status(job_id: str, fresh: bool, url: str, tenant: str) -> None:
+@pass_connection
+def status(connection: Connection, job_id: str, fresh: bool) -> None:
     """Print a job's record as JSON."""
-    with Gateway(url, tenant=tenant) as gw:
-        _print_record(gw.job(job_id).record(fresh=fresh))
+    _print_record(connection.gateway().job(job_id).record(fresh=fresh))
 
 
 @main.command()
 @click.argument("job_id")
 @click.option("--timeout", "timeout_s", type=float, default=None)
-@url_option
-@tenant_option
-def wait(job_id: str, timeout_s: float | None, url: str, tenant: str) -> None:
+@pass_connection
+def wait(connection: Connection, job_id: str, timeout_s: float | None) -> None:
     """Wait for a job to finish and print its final record."""
-    with Gateway(url, tenant=tenant) as gw:
-        _print_record(gw.job(job_id).wait(timeout_s=timeout_s))
+    _print_record(connection.gateway().job(job_id).wait(timeout_s=timeout_s))
 
 
 @main.command()
@@ -243,24 +283,21 @@ def wait(job_id: str, timeout_s: float | None, url: str, tenant: str) -> None:
 @click.option("--stderr", is_flag=True, help="Read stderr instead of stdout.")
 @click.option("-f", "--follow", is_flag=True, help="Keep reading until the job finishes.")
 @click.option("--index", type=int, default=None, help="Element of an array job.")
-@url_option
-@tenant_option
-def logs(job_id: str, stderr: bool, follow: bool, index: int | None, url: str, tenant: str) -> None:
+@pass_connection
+def logs(connection: Connection, job_id: str, stderr: bool, follow: bool,
+         index: int | None) -> None:  # fmt: skip
     """Print a job's output."""
-    with Gateway(url, tenant=tenant) as gw:
-        stream: Stream = "stderr" if stderr else "stdout"
-        for chunk in gw.job(job_id).logs(stream, follow=follow, index=index):
-            click.echo(chunk, nl=False)
+    stream: Stream = "stderr" if stderr else "stdout"
+    for chunk in connection.gateway().job(job_id).logs(stream, follow=follow, index=index):
+        click.echo(chunk, nl=False)
 
 
 @main.command()
 @click.argument("job_id")
-@url_option
-@tenant_option
-def cancel(job_id: str, url: str, tenant: str) -> None:
+@pass_connection
+def cancel(connection: Connection, job_id: str) -> None:
     """Cancel a job and print its record."""
-    with Gateway(url, tenant=tenant) as gw:
-        _print_record(gw.job(job_id).cancel())
+    _print_record(connection.gateway().job(job_id).cancel())
 
 
 @main.command(name="list")
@@ -276,9 +313,9 @@ def cancel(job_id: str, url: str, tenant: str) -> None:
 @click.option("--name", default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--newest-first", "reverse", is_flag=True)
-@url_option
-@tenant_option
+@pass_connection
 def list_jobs(
+    connection: Connection,
     cluster: str | None,
     statuses: tuple[str, ...],
     tags: tuple[str, ...],
@@ -286,22 +323,19 @@ def list_jobs(
     name: str | None,
     limit: int,
     reverse: bool,
-    url: str,
-    tenant: str,
 ) -> None:
     """List jobs, one line each: id, status, cluster, name, created."""
-    with Gateway(url, tenant=tenant) as gw:
-        records = gw.list(
-            statuses={JobStatus(s.upper()) for s in statuses} or None,
-            cluster=cluster,
-            tags=tags or None,
-            owner=owner,
-            name=name,
-            limit=limit,
-            reverse=reverse,
-        )
+    query = JobQuery(
+        statuses=frozenset(JobStatus(s.upper()) for s in statuses) or None,
+        cluster=cluster,
+        tags=frozenset(tags) or None,
+        owner=owner,
+        name=name,
+        limit=limit,
+        reverse=reverse,
+    )
     width = shutil.get_terminal_size().columns
-    for r in records:
+    for r in connection.gateway().list(query):
         line = f"{r.id}  {r.status.value:<9}  {r.cluster:<12}  {r.name:<20}  {r.created_at:%F %T}"
         click.echo(line[:width])
 
@@ -311,7 +345,7 @@ def run() -> None:
     try:
         main(standalone_mode=True)
     except JobgateError as e:
-        click.echo(f"jobgate: {e}", err=True)
+        click.echo(f"{PROG}: {e}", err=True)
         sys.exit(1)
 
 

@@ -14,10 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
-
-from jobgate.client.keys import Keys
-from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.coordination import Coordination
+from jobgate.client.profile_schema import ClusterProfile, profile_from_data
 
 
 @dataclass(frozen=True)
@@ -31,44 +29,25 @@ class ClusterInfo:
 
 
 def publish_worker(
-    client: redis.Redis, keys: Keys, hostname: str, profiles: Iterable[ClusterProfile],
-    ttl_s: float,
-) -> None:  # fmt: skip
+    coordination: Coordination, hostname: str, profiles: Iterable[ClusterProfile], ttl_s: float
+) -> None:
+    """Say, for `ttl_s`, that this worker serves these profiles (renewed by its heartbeat)."""
     payload = {
         "hostname": hostname,
         "heartbeat_at": datetime.now(tz=UTC).isoformat(),
         "profiles": [p.model_dump(mode="json") for p in profiles],
     }
-    pipe = client.pipeline(transaction=True)
-    pipe.set(keys.worker(hostname), json.dumps(payload), px=int(ttl_s * 1000))
-    pipe.sadd(keys.workers, hostname)
-    pipe.execute()
+    coordination.publish_heartbeat(hostname, json.dumps(payload), ttl_s)
 
 
-def withdraw_worker(client: redis.Redis, keys: Keys, hostname: str) -> None:
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.worker(hostname))
-    pipe.srem(keys.workers, hostname)
-    pipe.execute()
-
-
-def live_clusters(client: redis.Redis, keys: Keys) -> dict[str, ClusterInfo]:
+def live_clusters(coordination: Coordination) -> dict[str, ClusterInfo]:
     """Clusters served by a worker whose heartbeat has not expired, by name."""
-    hostnames = sorted(str(h) for h in client.smembers(keys.workers))
-    if not hostnames:
-        return {}
-    beats = client.mget([keys.worker(h) for h in hostnames])
-    gone = [h for h, beat in zip(hostnames, beats, strict=True) if beat is None]
-    if gone:
-        client.srem(keys.workers, *gone)
     served: dict[str, ClusterInfo] = {}
-    for beat in beats:
-        if beat is None:
-            continue
+    for beat in coordination.heartbeats():
         payload = json.loads(beat)
         at = datetime.fromisoformat(payload["heartbeat_at"])
         for data in payload["profiles"]:
-            profile = ClusterProfile.model_validate(data)
+            profile = profile_from_data(data)
             known = served.get(profile.name)
             workers = (*(known.workers if known else ()), payload["hostname"])
             newest = known is None or at >= known.heartbeat_at

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -14,6 +16,12 @@ from jobgate.client.errors import BrokerUnavailableError, ConfigurationError
 
 URL_ENV = "JOBGATE_URL"
 TENANT_ENV = "JOBGATE_TENANT"
+#: The cluster profiles a worker serves (names or paths, comma-separated); set by
+#: ``jobgate worker --profile``.
+PROFILES_ENV = "JOBGATE_PROFILES"
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def mask_url(url: str) -> str:
@@ -71,6 +79,25 @@ def broker_errors(url: str) -> Iterator[None]:
         redis.TimeoutError,
         redis.AuthenticationError,
         redis.exceptions.NoPermissionError,
+        redis.exceptions.ReadOnlyError,
         OperationalError,
     ) as e:
         raise BrokerUnavailableError(mask_url(url), str(e) or type(e).__name__) from e
+
+
+class _HasUrl(Protocol):
+    url: str
+
+
+S = TypeVar("S", bound=_HasUrl)
+
+
+def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """A method of a Redis-backed object whose connection failures name its (masked) URL."""
+
+    @functools.wraps(method)
+    def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with broker_errors(self.url):
+            return method(self, *args, **kwargs)
+
+    return wrapper

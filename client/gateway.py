@@ -15,8 +15,7 @@ import re
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from celery import Celery
@@ -34,6 +33,7 @@ from jobgate.client.connection import (
     tenant_from_env,
     url_from_env,
 )
+from jobgate.client.coordination import Coordination
 from jobgate.client.credentials import is_sensitive_name, redact_sensitive_map
 from jobgate.client.errors import (
     BrokerUnavailableError,
@@ -45,12 +45,21 @@ from jobgate.client.errors import (
     SpecInvalidError,
 )
 from jobgate.client.keys import Keys, check_tenant
-from jobgate.client.models import ClusterName, JobRecord, JobStatus, PolicyFinding, Transition
+from jobgate.client.models import (
+    ClusterName,
+    JobQuery,
+    JobRecord,
+    JobStatus,
+    Observation,
+    PolicyFinding,
+    StatusUpdate,
+    Transition,
+)
 from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
-from jobgate.client.store import JobStore, Observation, StatusUpdate
-from jobgate.client.validation import SpecSource, validate_job_spec
+from jobgate.client.store import JobStore
+from jobgate.client.validation import SpecSource, field_problems, validate_job_spec
 
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
@@ -78,7 +87,9 @@ class Gateway:
                 f"owner {self.owner!r} may hold only letters, digits and . _ @ - (max 64)"
             )
         self.keys = Keys(self.tenant)
-        self.store = JobStore(connect(self.url), self.keys, self.url)
+        client = connect(self.url)
+        self.store = JobStore(client, self.keys, self.url)
+        self.coordination = Coordination(client, self.keys, self.url)
         self._celery: Celery | None = None
 
     @classmethod
@@ -96,7 +107,7 @@ class Gateway:
         self.close()
 
     def close(self) -> None:
-        self.store.redis.close()
+        self.store.close()
         if self._celery is not None:
             self._celery.close()
 
@@ -109,8 +120,7 @@ class Gateway:
 
     def clusters(self) -> dict[str, ClusterInfo]:
         """Clusters a live worker serves right now, with the profile it serves them with."""
-        with broker_errors(self.url):
-            return live_clusters(self.store.redis, self.keys)
+        return live_clusters(self.coordination)
 
     def preflight(
         self,
@@ -216,36 +226,22 @@ class Gateway:
         record = self.store.get(ids.check_job_id(job_id))
         return Job(self, record.id, record.cluster, record.result_id)
 
-    def list(
-        self,
-        statuses: Iterable[JobStatus] | None = None,
-        cluster: str | None = None,
-        tags: Iterable[str] | None = None,
-        owner: str | None = None,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        reverse: bool = False,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> builtins.list[JobRecord]:
+    def list(self, query: JobQuery | None = None, /, **criteria: Any) -> builtins.list[JobRecord]:
         """Job records matching every given filter, oldest first (`reverse`: newest first).
 
+        Give a `JobQuery`, or its fields as keywords: statuses, cluster, tags, owner,
+        name, since, until (creation time, both inclusive), reverse, limit (100), after.
         Pages through Redis indexes: pass the last id of one page as `after` to get
-        the next. `since`/`until` bound the creation time, both inclusive.
+        the next.
         """
-        return self.store.list_records(
-            statuses=statuses,
-            cluster=cluster,
-            tags=tags,
-            owner=owner,
-            name=name,
-            since=since,
-            until=until,
-            reverse=reverse,
-            limit=limit,
-            after=after,
-        )
+        if query is None:
+            try:
+                query = JobQuery(**criteria)
+            except ValidationError as e:
+                raise SpecInvalidError(f"list: {field_problems(e)}") from e
+        elif criteria:
+            raise SpecInvalidError("list: give a JobQuery or keywords, not both")
+        return self.store.list_records(query)
 
     def scheduler_queries(self, cluster: str) -> int:
         """How many batched status queries workers have made to `cluster`'s scheduler."""

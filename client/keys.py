@@ -120,16 +120,23 @@ class Keys:
         return f"{self.prefix}expiry"
 
     def poll_lease(self, cluster: str) -> str:
+        """``<chain token>:<next step>`` of the cluster's one live polling chain."""
         return f"{self.prefix}poll:{cluster}:lease"
 
     def query_lock(self, cluster: str) -> str:
+        """Held while a worker queries the cluster's scheduler, so queries never overlap."""
         return f"{self.prefix}poll:{cluster}:querying"
 
-    def reconcile_lock(self, cluster: str) -> str:
+    def reconcile_turn(self, cluster: str) -> str:
+        """Set by the worker whose turn it is to send this interval's reconcile."""
         return f"{self.prefix}reconcile:{cluster}"
 
     def submit_lock(self, job_id: str) -> str:
         return f"{self.prefix}submitting:{job_id}"
+
+    def resent_marker(self, job_id: str) -> str:
+        """Set when reconcile re-sent a stuck job's submit, so it does so once a while."""
+        return f"{self.submit_lock(job_id)}:resent"
 
     def stats(self, cluster: str) -> str:
         """Hash of counters: scheduler queries, polls, jobs queried, last query time."""

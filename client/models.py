@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -116,15 +117,17 @@ FINISHED_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CA
 ACTIVE_STATES = frozenset(JobStatus) - FINISHED_STATES
 
 
-class _Model(BaseModel):
-    # Input values stay out of error messages: they may be secrets.
+class StrictModel(BaseModel):
+    """The base of every model of the contract and of profiles: unknown fields are errors,
+    and input values stay out of error messages (they may be secrets)."""
+
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 _ARRAY_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
 
 
-class ArraySpec(_Model):
+class ArraySpec(StrictModel):
     """A job array: element indices and how many may run at once.
 
     Written as in Slurm: ``"0-4%2"`` (indices 0..4, at most 2 at once),
@@ -199,7 +202,7 @@ def _run_text(run: list[int]) -> str:
     return str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
 
 
-class Resources(_Model):
+class Resources(StrictModel):
     """What a job asks of the cluster. Units are in the names."""
 
     cpus: int = Field(default=1, ge=1)
@@ -210,7 +213,7 @@ class Resources(_Model):
     account: SchedulerName | None = None
 
 
-class Toleration(_Model):
+class Toleration(StrictModel):
     """A Kubernetes toleration."""
 
     key: OneLine | None = Field(default=None, description="Taint key; none: every taint.")
@@ -220,7 +223,7 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, ge=0, description="With NoExecute.")
 
 
-class Volume(_Model):
+class Volume(StrictModel):
     """A volume mounted into a Kubernetes job's container; exactly one source."""
 
     name: Label = Field(description="Volume name in the pod.")
@@ -246,14 +249,14 @@ class Volume(_Model):
         return self
 
 
-class KubernetesLimits(_Model):
+class KubernetesLimits(StrictModel):
     """Limits when they differ from the requests (the job's resources)."""
 
     cpus: float | None = Field(default=None, gt=0)
     memory_mb: int | None = Field(default=None, ge=1)
 
 
-class KubernetesJobOptions(_Model):
+class KubernetesJobOptions(StrictModel):
     """Kubernetes-only settings of one job."""
 
     namespace: Label | None = None
@@ -286,7 +289,7 @@ def _check_directive(directive: str) -> str:
     return directive
 
 
-class LsfJobOptions(_Model):
+class LsfJobOptions(StrictModel):
     """LSF-only settings of one job: directives (without '#BSUB') and bsub arguments."""
 
     directives: list[Annotated[OneLine, AfterValidator(_check_directive)]] = Field(
@@ -295,13 +298,13 @@ class LsfJobOptions(_Model):
     extra_args: list[OneLine] = Field(default_factory=list)
 
 
-class SlurmJobOptions(_Model):
+class SlurmJobOptions(StrictModel):
     """Slurm-only settings of one job: extra sbatch arguments."""
 
     extra_args: list[OneLine] = Field(default_factory=list)
 
 
-class JobSpec(_Model):
+class JobSpec(StrictModel):
     """What to run. Exactly one of `command` (shell text, or an argv list) and `script`.
 
     `env` values whose names look secret (see jobgate.client.credentials) never
@@ -371,7 +374,7 @@ class JobSpec(_Model):
         return self
 
 
-class Transition(_Model):
+class Transition(StrictModel):
     """One status change of a job, with when jobgate saw it."""
 
     status: JobStatus
@@ -380,7 +383,7 @@ class Transition(_Model):
     exit_code: int | None = None
 
 
-class ElementState(_Model):
+class ElementState(StrictModel):
     """The state of one element of a job array."""
 
     index: int
@@ -403,7 +406,7 @@ class PolicyLevel(StrEnum):
         return ("PASS", "WARN", "BLOCK").index(self.value)
 
 
-class PolicyFinding(_Model):
+class PolicyFinding(StrictModel):
     """One result of the policy preflight: a check's code, its level and what it found."""
 
     code: str
@@ -411,7 +414,7 @@ class PolicyFinding(_Model):
     message: str
 
 
-class JobRecord(_Model):
+class JobRecord(StrictModel):
     """Everything jobgate knows of a job; the job store's copy is the source of truth."""
 
     id: str
@@ -436,6 +439,24 @@ class JobRecord(_Model):
     policy_override: bool = Field(
         default=False, description="True when BLOCK findings were bypassed (allow_policy_risk)."
     )
+
+
+class JobQuery(StrictModel):
+    """Which jobs to list: every filter given must match. Pages run in creation order
+    (`reverse`: newest first); `after` continues after the last id of a page."""
+
+    statuses: frozenset[JobStatus] | None = Field(
+        default=None, description="Any of these statuses (an empty set matches nothing)."
+    )
+    cluster: str | None = None
+    tags: frozenset[str] | None = Field(default=None, description="Every one of these tags.")
+    owner: str | None = None
+    name: str | None = None
+    since: datetime | None = Field(default=None, description="Created at or after.")
+    until: datetime | None = Field(default=None, description="Created at or before.")
+    reverse: bool = False
+    limit: int = 100
+    after: str | None = None
 
 
 def aggregate_elements(elements: list[ElementState]) -> tuple[JobStatus, int | None, str | None]:
@@ -464,3 +485,58 @@ def aggregate_elements(elements: list[ElementState]) -> tuple[JobStatus, int | N
         if status in statuses:
             return status, None, None
     return JobStatus.PENDING, None, None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A job's state as seen at one moment, with whatever details the backend reported."""
+
+    status: JobStatus
+    reason: str | None = None
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    elements: list[ElementState] = field(default_factory=list)
+    #: The gateway ends this job although the scheduler still holds it (e.g. a dependency
+    #: failed and it would wait forever): once recorded, cancel it on the scheduler.
+    stop_on_scheduler: bool = False
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """What to record for one job: what was seen, the backend id if now known, and
+    optionally the status the job must still be in for the update to apply."""
+
+    job_id: str
+    seen: Observation
+    backend_id: str | None = None
+    only_from: JobStatus | None = None
+
+
+class TransitionResult(StrEnum):
+    """What applying an observation did to a record (the rules are in lua/transition.lua)."""
+
+    APPLIED = "applied"  # the status changed
+    UPDATED = "updated"  # same status, new details
+    SAME = "same"  # nothing new
+    STALE = "stale"  # older than the last observation applied
+    MOVED_ON = "moved on"  # not in the status the update required
+    FINISHED = "finished"  # a finished job never changes again
+    MISSING = "missing"  # no such record
+
+
+@dataclass(frozen=True)
+class TransitionOutcome:
+    """What a transition did, and the status the job had before it."""
+
+    outcome: TransitionResult
+    previous: JobStatus | None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome is TransitionResult.APPLIED
+
+    @property
+    def changed(self) -> bool:
+        """The record changed (a new status, or new details of the same one)."""
+        return self.outcome in (TransitionResult.APPLIED, TransitionResult.UPDATED)

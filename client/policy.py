@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 
 from jobgate.client.credentials import K8S_REF_PREFIX, REDACTED
 from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
-from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
+from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile, KubernetesProfile
 
 Check = Callable[[JobSpec, ClusterProfile], Iterator[PolicyFinding]]
 
@@ -101,9 +101,7 @@ def _registry_path(image: str) -> str:
 
 
 def _containers(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
-    k8s = profile.kubernetes
-    image = spec.image or (k8s.image if k8s else None)
-    if profile.backend != "kubernetes":
+    if not isinstance(profile, KubernetesProfile):
         if spec.image and profile.containers is None:
             yield _finding(
                 "image-unsupported",
@@ -113,6 +111,7 @@ def _containers(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindin
                 "'containers: {runtime: apptainer}'",
             )
         return
+    image = spec.image or profile.kubernetes.image
     if image is None:
         yield _finding(
             "image-missing",
@@ -164,7 +163,7 @@ def _containers(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindin
 
 def _namespace(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
     allowed = profile.policy.allowed_namespaces
-    if profile.backend != "kubernetes" or not allowed or profile.kubernetes is None:
+    if not isinstance(profile, KubernetesProfile) or not allowed:
         return
     namespace = (spec.kubernetes.namespace if spec.kubernetes else None) or (
         profile.kubernetes.namespace

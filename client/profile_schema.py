@@ -9,13 +9,14 @@ from these models (``python scripts/profile_reference.py``).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -28,23 +29,22 @@ from jobgate.client.models import (
     OneLine,
     SchedulerName,
     SecretRef,
+    StrictModel,
     Toleration,
     Volume,
 )
 
 BackendKind = Literal["local", "slurm", "lsf", "kubernetes"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
+#: The error type of a profile whose `backend` is none of BACKEND_KINDS.
+UNKNOWN_BACKEND = "unknown_backend"
 _TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
 PathTemplate = Annotated[str, StringConstraints(min_length=1, max_length=512)]
 #: A directory for job files: no whitespace or '%' (scheduler output patterns use them).
 WorkDir = Annotated[str, StringConstraints(pattern=r"^[^\s%]+$", max_length=1024)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class LocalSettings(_Model):
+class LocalSettings(StrictModel):
     """The local backend: jobs are process groups on the worker's own host."""
 
     work_dir: str = Field(
@@ -57,7 +57,7 @@ class LocalSettings(_Model):
     cancel_grace_s: float = Field(default=5.0, gt=0, le=300, description="SIGTERM to SIGKILL.")
 
 
-class SchedulerCommandSettings(_Model):
+class SchedulerCommandSettings(StrictModel):
     """How a backend runs its scheduler's command-line tools."""
 
     command_timeout_s: float = Field(
@@ -142,7 +142,7 @@ class LsfSettings(SchedulerCommandSettings):
         return lines
 
 
-class NamespaceOverrides(_Model):
+class NamespaceOverrides(StrictModel):
     """Settings that replace the cluster's for jobs in one namespace."""
 
     service_account: Label | None = Field(default=None, description="Replaces the cluster's.")
@@ -154,7 +154,7 @@ class NamespaceOverrides(_Model):
     volumes: list[Volume] | None = Field(default=None, description="Replace the cluster's.")
 
 
-class KubernetesSettings(_Model):
+class KubernetesSettings(StrictModel):
     """A Kubernetes cluster reached through the API (or kubectl)."""
 
     namespace: Label = Field(default="default", description="Where jobs are created.")
@@ -230,7 +230,7 @@ class KubernetesSettings(_Model):
     )
 
 
-class DefaultResources(_Model):
+class DefaultResources(StrictModel):
     """Resources a job gets when its spec does not say."""
 
     cpus: int | None = Field(default=None, ge=1, description="CPUs per task.")
@@ -241,7 +241,7 @@ class DefaultResources(_Model):
     account: SchedulerName | None = Field(default=None, description="Account or project.")
 
 
-class JobDefaults(_Model):
+class JobDefaults(StrictModel):
     """Job defaults: the job's own values win, then these, then jobgate's built-in ones."""
 
     resources: DefaultResources = Field(
@@ -266,7 +266,7 @@ class JobDefaults(_Model):
         return env
 
 
-class Policy(_Model):
+class Policy(StrictModel):
     """Thresholds and rules that preflight checks and the worker enforces."""
 
     max_cpus: int | None = Field(default=None, ge=1, description="More CPUs: BLOCK.")
@@ -292,7 +292,7 @@ class Policy(_Model):
     )
 
 
-class StorageCredentialRefs(_Model):
+class StorageCredentialRefs(StrictModel):
     """Where the worker finds S3 credentials: references (env:NAME), never values."""
 
     access_key_id: SecretRef = Field(description="e.g. env:LAB_S3_KEY_ID")
@@ -303,7 +303,7 @@ class StorageCredentialRefs(_Model):
         return CredentialRefs(self.access_key_id, self.secret_access_key, self.session_token)
 
 
-class Storage(_Model):
+class Storage(StrictModel):
     """S3-compatible storage for job inputs, outputs and logs."""
 
     prefix: Annotated[
@@ -337,7 +337,7 @@ class Storage(_Model):
         return template
 
 
-class ContainerSettings(_Model):
+class ContainerSettings(StrictModel):
     """How a local, Slurm or LSF cluster runs jobs that give an `image`."""
 
     runtime: Literal["apptainer", "singularity"] = Field(
@@ -349,17 +349,10 @@ class ContainerSettings(_Model):
     )
 
 
-class ClusterProfile(_Model):
-    """One cluster as workers serve it. Only the block of the profile's backend may be set."""
+class ProfileBase(StrictModel):
+    """What every cluster profile says, whatever its backend."""
 
     name: ClusterName = Field(description="The cluster's name: cluster= in the client, queues.")
-    backend: BackendKind = Field(default="local", description="What runs the jobs.")
-    local: LocalSettings | None = Field(default=None, description="Settings of a local backend.")
-    slurm: SlurmSettings | None = Field(default=None, description="Settings of a Slurm backend.")
-    lsf: LsfSettings | None = Field(default=None, description="Settings of an LSF backend.")
-    kubernetes: KubernetesSettings | None = Field(
-        default=None, description="Settings of a Kubernetes backend."
-    )
     defaults: JobDefaults = Field(default_factory=JobDefaults, description="Job defaults.")
     job_name_prefix: Label = Field(
         default="jobgate", description="Scheduler job names are <prefix>-<jobgate id>."
@@ -388,23 +381,9 @@ class ClusterProfile(_Model):
     )
     policy: Policy = Field(default_factory=Policy, description="What jobs may ask for.")
     storage: Storage | None = Field(default=None, description="S3 storage for job files.")
-    containers: ContainerSettings | None = Field(
-        default=None,
-        description="Run jobs that give an image through Apptainer/Singularity (not on "
-        "Kubernetes, which runs images itself); without it such jobs are refused.",
-    )
 
     @model_validator(mode="after")
-    def _one_backend_block(self) -> Self:
-        for kind in BACKEND_KINDS:
-            if kind != self.backend and getattr(self, kind) is not None:
-                raise ValueError(f"a {self.backend} profile cannot have a '{kind}' block")
-        if getattr(self, self.backend) is None:
-            settings = {"local": LocalSettings, "slurm": SlurmSettings, "lsf": LsfSettings,
-                        "kubernetes": KubernetesSettings}[self.backend]  # fmt: skip
-            setattr(self, self.backend, settings())
-        if self.containers is not None and self.backend == "kubernetes":
-            raise ValueError("a kubernetes profile runs images itself: drop 'containers'")
+    def _intervals_in_order(self) -> Self:
         if self.poll_interval_max_s < self.poll_interval_min_s:
             raise ValueError("poll_interval_max_s is below poll_interval_min_s")
         return self
@@ -413,7 +392,77 @@ class ClusterProfile(_Model):
     def effective_lease_ttl_s(self) -> float:
         return self.lease_ttl_s or 3 * self.poll_interval_max_s + 10
 
-    @property
-    def local_settings(self) -> LocalSettings:
-        assert self.local is not None, f"profile {self.name} is not a local profile"
-        return self.local
+
+class HostProfile(ProfileBase):
+    """A cluster whose jobs run as programs on hosts (local, Slurm, LSF): images only
+    through a container runtime there."""
+
+    containers: ContainerSettings | None = Field(
+        default=None,
+        description="Run jobs that give an image through Apptainer/Singularity (not on "
+        "Kubernetes, which runs images itself); without it such jobs are refused.",
+    )
+
+
+class LocalProfile(HostProfile):
+    """Jobs run as process groups on the worker's own host."""
+
+    backend: Literal["local"] = Field(default="local", description="What runs the jobs.")
+    local: LocalSettings = Field(
+        default_factory=LocalSettings, description="Settings of a local backend."
+    )
+
+
+class SlurmProfile(HostProfile):
+    """Jobs go to Slurm through the commands on the worker's host."""
+
+    backend: Literal["slurm"] = Field(description="What runs the jobs.")
+    slurm: SlurmSettings = Field(
+        default_factory=SlurmSettings, description="Settings of a Slurm backend."
+    )
+
+
+class LsfProfile(HostProfile):
+    """Jobs go to IBM Spectrum LSF through the commands on the worker's host."""
+
+    backend: Literal["lsf"] = Field(description="What runs the jobs.")
+    lsf: LsfSettings = Field(default_factory=LsfSettings, description="Settings of an LSF backend.")
+
+
+class KubernetesProfile(ProfileBase):
+    """Jobs are batch/v1 Jobs on a Kubernetes cluster."""
+
+    backend: Literal["kubernetes"] = Field(description="What runs the jobs.")
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings, description="Settings of a Kubernetes backend."
+    )
+
+
+def _backend_of(data: Any) -> Any:
+    """The tag that picks a profile's model: its `backend`, local when none is given."""
+    if isinstance(data, dict):
+        return data.get("backend", "local")
+    return getattr(data, "backend", None)
+
+
+#: One cluster as workers serve it: the model of its backend, picked by `backend`, holds
+#: that backend's settings block and refuses the others'.
+ClusterProfile = Annotated[
+    Annotated[LocalProfile, Tag("local")]
+    | Annotated[SlurmProfile, Tag("slurm")]
+    | Annotated[LsfProfile, Tag("lsf")]
+    | Annotated[KubernetesProfile, Tag("kubernetes")],
+    Discriminator(
+        _backend_of,
+        custom_error_type=UNKNOWN_BACKEND,
+        custom_error_message="Input should be "
+        + ", ".join(repr(kind) for kind in BACKEND_KINDS[:-1])
+        + f" or {BACKEND_KINDS[-1]!r}",
+    ),
+]
+PROFILE_ADAPTER: TypeAdapter[ClusterProfile] = TypeAdapter(ClusterProfile)
+
+
+def profile_from_data(data: object) -> ClusterProfile:
+    """A profile from plain data (parsed YAML or JSON); pydantic's ValidationError if invalid."""
+    return PROFILE_ADAPTER.validate_python(data)

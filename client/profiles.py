@@ -25,10 +25,16 @@ from pydantic import ValidationError
 from jobgate.client.credentials import SECRET_REF_PREFIXES, redact_sensitive_map
 from jobgate.client.errors import ProfileNotFoundError, SpecInvalidError
 from jobgate.client.models import JobSpec
-from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile
+from jobgate.client.profile_schema import (
+    BACKEND_KINDS,
+    UNKNOWN_BACKEND,
+    ClusterProfile,
+    profile_from_data,
+)
 from jobgate.client.validation import describe_yaml_error
 
 USER_PROFILE_DIR = Path("~/.config/jobgate/profiles")
+PROFILE_PATH_ENV = "JOBGATE_PROFILE_PATH"
 BUILTIN = "built-in"
 
 __all__ = [
@@ -60,7 +66,7 @@ class ProfileSource:
 
 def profile_dirs() -> list[Path]:
     """Directories searched for profiles by name, in order."""
-    dirs = [Path(p) for p in os.environ.get("JOBGATE_PROFILE_PATH", "").split(":") if p]
+    dirs = [Path(p) for p in os.environ.get(PROFILE_PATH_ENV, "").split(":") if p]
     dirs.append(USER_PROFILE_DIR.expanduser())
     return dirs
 
@@ -99,7 +105,7 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     raise ProfileNotFoundError(
         f"no cluster profile named {name_or_path!r}{hint} Known profiles: "
         f"{', '.join(known) or 'none'}. Add one as <name>.yaml to a directory in "
-        f"JOBGATE_PROFILE_PATH or {USER_PROFILE_DIR}, or pass a path."
+        f"{PROFILE_PATH_ENV} or {USER_PROFILE_DIR}, or pass a path."
     )
 
 
@@ -112,19 +118,29 @@ def parse_profile(text: str, *, source: str) -> ClusterProfile:
     if not isinstance(data, dict):
         raise SpecInvalidError(f"{source}: a profile is a YAML mapping, got {type(data).__name__}")
     try:
-        return ClusterProfile.model_validate(data)
+        return profile_from_data(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(_problem(err) for err in e.errors(include_url=False))
         raise SpecInvalidError(f"{source}: invalid profile: {problems}") from e
 
 
+def _problem(err: Any) -> str:
+    """One validation error as 'field.path: message', in the words of a profile's author:
+    without the model's tag in front, and naming the backend block that does not belong."""
+    if err["type"] == UNKNOWN_BACKEND:
+        return f"backend: {err['msg']}"
+    tag, *loc = [str(part) for part in err["loc"]]
+    if err["type"] == "extra_forbidden" and len(loc) == 1:
+        if loc[0] in BACKEND_KINDS:
+            return f"a {tag} profile cannot have a '{loc[0]}' block"
+        if loc[0] == "containers":
+            return "a kubernetes profile runs images itself: drop 'containers'"
+    return f"{'.'.join(loc) or '(top)'}: {err['msg']}"
+
+
 def public_profile(profile: ClusterProfile) -> dict[str, Any]:
-    """The merged profile as plain data (its own backend's block only), with sensitive
-    names' values redacted."""
-    others: set[str] = {kind for kind in BACKEND_KINDS if kind != profile.backend}
-    return redact_sensitive_map(profile.model_dump(mode="json", exclude=others))
+    """The merged profile as plain data, with sensitive names' values redacted."""
+    return redact_sensitive_map(profile.model_dump(mode="json"))
 
 
 def apply_defaults(spec: JobSpec, profile: ClusterProfile) -> JobSpec:

@@ -8,92 +8,36 @@ with records. The store, not Celery's result backend, is the source of truth.
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import resources
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import redis
 
-from jobgate.client import ids
-from jobgate.client.connection import broker_errors
+from jobgate.client import ids, lua
+from jobgate.client.connection import guarded
 from jobgate.client.errors import JobNotFoundError
 from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, SECRETS_SUFFIX, Keys
 from jobgate.client.models import (
     ElementState,
+    JobQuery,
     JobRecord,
     JobSpec,
     JobStatus,
     PolicyFinding,
+    StatusUpdate,
     Transition,
+    TransitionOutcome,
+    TransitionResult,
 )
 
 EVENT_STREAM_MAXLEN = 64
 LIST_BUDGET = 5000
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
 
 def utcnow() -> datetime:
     return datetime.now(tz=UTC)
-
-
-def _lua(name: str) -> str:
-    return resources.files("jobgate.client").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
-def _guarded(
-    method: Callable[Concatenate[JobStore, P], R],
-) -> Callable[Concatenate[JobStore, P], R]:
-    @functools.wraps(method)
-    def wrapper(self: JobStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with broker_errors(self.url):
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
-
-@dataclass(frozen=True)
-class Observation:
-    """A job's state as seen at one moment, with whatever details the backend reported."""
-
-    status: JobStatus
-    reason: str | None = None
-    exit_code: int | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    elements: list[ElementState] = field(default_factory=list)
-    #: The gateway ends this job although the scheduler still holds it (e.g. a dependency
-    #: failed and it would wait forever): once recorded, cancel it on the scheduler.
-    stop_on_scheduler: bool = False
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    """What to record for one job: what was seen, the backend id if now known, and
-    optionally the status the job must still be in for the update to apply."""
-
-    job_id: str
-    seen: Observation
-    backend_id: str | None = None
-    only_from: JobStatus | None = None
-
-
-@dataclass(frozen=True)
-class TransitionOutcome:
-    """What a transition did: applied, updated, same, stale, moved on (not in the
-    required status), finished (no change after that) or missing."""
-
-    outcome: str
-    previous: JobStatus | None
-
-    @property
-    def applied(self) -> bool:
-        return self.outcome == "applied"
 
 
 def _text(value: object) -> str:
@@ -109,17 +53,22 @@ class JobStore:
 
     def __init__(self, client: redis.Redis, keys: Keys, url: str) -> None:
         """`url` is only used in error messages, with its password masked."""
+        #: The raw client: only the store modules (this one and coordination) use it;
+        #: tests reach it to look under the hood.
         self.redis = client
         self.keys = keys
         self.url = url
-        self._create = client.register_script(_lua("create"))
-        self._transition = client.register_script(_lua("transition"))
-        self._list = client.register_script(_lua("list"))
-        self._purge = client.register_script(_lua("purge"))
+        self._create = client.register_script(lua.load("create"))
+        self._transition = client.register_script(lua.load("transition"))
+        self._list = client.register_script(lua.load("list"))
+        self._purge = client.register_script(lua.load("purge"))
+
+    def close(self) -> None:
+        self.redis.close()
 
     # -- records ---------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def create(self, record: JobRecord, secrets: Mapping[str, str] | None = None) -> None:
         """Store a new record (state NEW) with its indexes and first event.
 
@@ -184,21 +133,21 @@ class JobStore:
             "exit_code": _text(t.exit_code),
         }
 
-    @_guarded
+    @guarded
     def get(self, job_id: str) -> JobRecord:
         record = self.get_many([job_id])[0]
         if record is None:
             raise JobNotFoundError(f"no job {job_id} in tenant {self.keys.tenant!r}")
         return record
 
-    @_guarded
+    @guarded
     def cluster_of(self, job_id: str) -> str:
         cluster = self.redis.hget(self.keys.job(job_id), "cluster")
         if cluster is None:
             raise JobNotFoundError(f"no job {job_id} in tenant {self.keys.tenant!r}")
         return str(cluster)
 
-    @_guarded
+    @guarded
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
         """Records in the order of `job_ids`; None where a record does not exist."""
         pipe = self.redis.pipeline(transaction=False)
@@ -245,7 +194,7 @@ class JobStore:
 
     # -- transitions -------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def transition(
         self, update: StatusUpdate, *, observed_at: float, retention_s: float
     ) -> TransitionOutcome:
@@ -256,7 +205,7 @@ class JobStore:
         """
         return self.transition_many([update], observed_at=observed_at, retention_s=retention_s)[0]
 
-    @_guarded
+    @guarded
     def transition_many(
         self, updates: Sequence[StatusUpdate], *, observed_at: float, retention_s: float
     ) -> list[TransitionOutcome]:
@@ -298,11 +247,11 @@ class JobStore:
                 client=pipe,
             )
         return [
-            TransitionOutcome(outcome, JobStatus(previous) if previous else None)
+            TransitionOutcome(TransitionResult(outcome), JobStatus(previous) if previous else None)
             for outcome, previous in pipe.execute()
         ]
 
-    @_guarded
+    @guarded
     def record_policy(
         self, job_id: str, findings: Sequence[PolicyFinding], *, override: bool
     ) -> None:
@@ -315,62 +264,50 @@ class JobStore:
             },
         )
 
-    @_guarded
+    @guarded
     def job_secrets(self, job_id: str) -> dict[str, str]:
         """The job's secret env values (empty once the job is finalized)."""
         return self.redis.hgetall(self.keys.secrets(job_id))  # type: ignore[return-value]
 
-    @_guarded
+    @guarded
     def drop_secrets(self, job_id: str) -> None:
         self.redis.delete(self.keys.secrets(job_id))
 
-    @_guarded
+    @guarded
     def save_output_tail(self, job_id: str, text: str, ttl_s: float) -> None:
         """Keep the end of a finished job's output (expires with the record's retention)."""
         self.redis.set(self.keys.output_tail(job_id), text, ex=max(1, int(ttl_s)))
 
-    @_guarded
+    @guarded
     def output_tail(self, job_id: str) -> str | None:
         value = self.redis.get(self.keys.output_tail(job_id))
         return None if value is None else str(value)
 
-    @_guarded
+    @guarded
     def active(self, cluster: str) -> dict[str, str]:
         """Submitted, unfinished jobs of a cluster: job id -> backend id."""
         return self.redis.hgetall(self.keys.active(cluster))  # type: ignore[return-value]
 
     # -- listing -------------------------------------------------------------------
 
-    @_guarded
-    def list_ids(
-        self,
-        *,
-        statuses: Iterable[JobStatus] | None = None,
-        cluster: str | None = None,
-        tags: Iterable[str] | None = None,
-        owner: str | None = None,
-        name: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        reverse: bool = False,
-        limit: int = 100,
-        after: str | None = None,
-    ) -> list[str]:
-        """Ids matching every filter, in creation order (newest first if `reverse`).
+    @guarded
+    def list_ids(self, query: JobQuery) -> list[str]:
+        """Ids matching every filter of `query`, in creation order (newest first if
+        `reverse`).
 
         Runs on the index sorted sets: the smallest matching index drives, the
         others are membership checks. `after` continues after a previous page's
         last id; `since`/`until` bound creation time (inclusive).
         """
-        if limit <= 0:
+        q, k = query, self.keys
+        if q.limit <= 0:
             return []
-        k = self.keys
-        all_of = [k.index_cluster(cluster)] if cluster else []
-        all_of += [k.index_owner(owner)] if owner else []
-        all_of += [k.index_name(name)] if name else []
-        all_of += [k.index_tag(t) for t in sorted(set(tags or ()))]
-        any_of = sorted({k.index_status(JobStatus(s)) for s in statuses}) if statuses else []
-        if statuses is not None and not any_of:
+        all_of = [k.index_cluster(q.cluster)] if q.cluster else []
+        all_of += [k.index_owner(q.owner)] if q.owner else []
+        all_of += [k.index_name(q.name)] if q.name else []
+        all_of += [k.index_tag(t) for t in sorted(q.tags or ())]
+        any_of = sorted({k.index_status(s) for s in q.statuses}) if q.statuses else []
+        if q.statuses is not None and not any_of:
             return []
         drivers = self._pick_drivers(all_of, any_of)
         if drivers == any_of:
@@ -378,23 +315,23 @@ class JobStore:
         else:
             all_of = [key for key in all_of if key not in drivers]
 
-        lo = f"[{ids.time_prefix(since)}" if since else "-"
-        hi = f"({ids.time_prefix(until + timedelta(milliseconds=1))}" if until else "+"
-        if after:
-            ids.check_job_id(after)
-            if reverse:
-                hi = min(hi, f"({after}", key=_upper_bound_key)
+        lo = f"[{ids.time_prefix(q.since)}" if q.since else "-"
+        hi = f"({ids.time_prefix(q.until + timedelta(milliseconds=1))}" if q.until else "+"
+        if q.after:
+            ids.check_job_id(q.after)
+            if q.reverse:
+                hi = min(hi, f"({q.after}", key=_upper_bound_key)
             else:
-                lo = max(lo, f"({after}", key=_lower_bound_key)
+                lo = max(lo, f"({q.after}", key=_lower_bound_key)
 
         found: list[str] = []
-        while len(found) < limit:
+        while len(found) < q.limit:
             reply = self._list(
                 args=[
                     lo,
                     hi,
-                    limit - len(found),
-                    "1" if reverse else "0",
+                    q.limit - len(found),
+                    "1" if q.reverse else "0",
                     LIST_BUDGET,
                     len(drivers),
                     *drivers,
@@ -408,7 +345,7 @@ class JobStore:
             found.extend(page)
             if state != "more":
                 break
-            if reverse:
+            if q.reverse:
                 hi = f"({last}"
             else:
                 lo = f"({last}"
@@ -429,19 +366,19 @@ class JobStore:
         totals = [sum(next(sizes) for _ in group) for group in candidates]
         return candidates[totals.index(min(totals))]
 
-    def list_records(self, **filters: Any) -> list[JobRecord]:
-        """Records matching the filters of `list_ids` (purged records are skipped)."""
-        return [r for r in self.get_many(self.list_ids(**filters)) if r is not None]
+    def list_records(self, query: JobQuery) -> list[JobRecord]:
+        """Records matching `query` (purged records are skipped)."""
+        return [r for r in self.get_many(self.list_ids(query)) if r is not None]
 
     # -- events ------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def last_event_id(self, job_id: str) -> str:
         """The id of the newest event of a job ('0' if none), to read on from."""
         newest: Any = self.redis.xrevrange(self.keys.events(job_id), count=1)
         return str(newest[0][0]) if newest else "0"
 
-    @_guarded
+    @guarded
     def read_events(
         self, job_id: str, after: str, block_ms: int
     ) -> list[tuple[str, dict[str, str]]]:
@@ -453,17 +390,17 @@ class JobStore:
 
     # -- finalization and retention -----------------------------------------------
 
-    @_guarded
+    @guarded
     def pending_finalization(self, limit: int = 500) -> list[str]:
         """Finished jobs whose final result has not been stored yet, oldest first."""
         pending: list[str] = self.redis.zrange(self.keys.finalize_pending, 0, limit - 1)  # type: ignore[assignment]
         return pending
 
-    @_guarded
+    @guarded
     def mark_finalized(self, job_id: str) -> None:
         self.redis.zrem(self.keys.finalize_pending, job_id)
 
-    @_guarded
+    @guarded
     def purge_expired(self, now_s: float, limit: int = 1000) -> int:
         """Delete finished records past their retention; returns how many."""
         k = self.keys
@@ -487,7 +424,7 @@ class JobStore:
 
     # -- scheduler query accounting ----------------------------------------------
 
-    @_guarded
+    @guarded
     def count_query(self, cluster: str, jobs: int, at_s: float) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hincrby(self.keys.stats(cluster), "queries", 1)
@@ -495,17 +432,17 @@ class JobStore:
         pipe.hset(self.keys.stats(cluster), "last_query_at", repr(at_s))
         pipe.execute()
 
-    @_guarded
+    @guarded
     def mark_change(self, cluster: str, at_s: float) -> None:
         """Note that a cluster's jobs changed (or a job joined): polling speeds up."""
         self.redis.hset(self.keys.stats(cluster), "last_change_at", repr(at_s))
 
-    @_guarded
+    @guarded
     def count_poll(self, cluster: str, outcome: str) -> None:
         """Count a polling chain step by outcome (continued, ended, superseded)."""
         self.redis.hincrby(self.keys.stats(cluster), f"polls_{outcome}", 1)
 
-    @_guarded
+    @guarded
     def query_stats(self, cluster: str) -> dict[str, float]:
         """A cluster's counters: queries, jobs_queried, last_query_at, last_change_at,
         polls_<outcome>."""

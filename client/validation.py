@@ -94,6 +94,14 @@ def format_spec_errors(error: ValidationError, source: str = "(spec)") -> str:
     return "Invalid job spec:\n" + "\n".join(lines)
 
 
+def field_problems(error: ValidationError) -> str:
+    """Every problem on one line: 'field.path: message; ...' (no input values)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}"
+        for err in error.errors(include_url=False)
+    )
+
+
 def _shown(loc: list[str], value: Any) -> str:
     if any(part in _SECRET_FIELDS or is_sensitive_name(part) for part in loc):
         return MASK

@@ -1,4 +1,4 @@
-"""Write docs/profiles.md, the profile reference, from the ClusterProfile models.
+"""Write docs/profiles.md, the profile reference, from the cluster profile models.
 
     python scripts/profile_reference.py          # rewrite docs/profiles.md
     python scripts/profile_reference.py --check  # exit 1 if it is out of date
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profile_schema import BACKEND_KINDS, PROFILE_ADAPTER, ProfileBase
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The string types of client/models.py, by their patterns, in words.
@@ -41,9 +41,11 @@ policy. Profiles are found by path or by name: in the directories of
 (`jobgate profiles ls`). `jobgate profiles show NAME` prints one with every
 default filled in.
 
-Unknown fields are errors. Only the block of the profile's own `backend` may be
-given. Secrets are never values here: a default env value `env:NAME` (and every
-`secret_access_key`-like field) refers to a variable in the worker's environment.
+Unknown fields are errors. A profile's `backend` (default `local`) picks its model
+below: every profile has the fields of the first table, and each backend adds its
+own settings block; a block of another backend is an error. Secrets are never
+values here: a default env value `env:NAME` (and every `secret_access_key`-like
+field) refers to a variable in the worker's environment.
 For a job, values merge in this order: jobgate's built-in defaults, then the
 profile's `defaults`, then what the job's spec sets.
 """
@@ -85,13 +87,17 @@ def render_default(field: dict[str, Any], required: bool) -> str:
     return empty or "its defaults"  # a nested model built from its own defaults
 
 
-def render_model(name: str, schema: dict[str, Any]) -> list[str]:
+def render_model(
+    name: str, schema: dict[str, Any], skip: frozenset[str] = frozenset()
+) -> list[str]:
     lines = [f"## {name}", ""]
     if schema.get("description"):
         lines += [" ".join(schema["description"].split()), ""]
     lines += ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
     required = set(schema.get("required", []))
     for field_name, field in schema.get("properties", {}).items():
+        if field_name in skip:
+            continue
         meaning = " ".join(field.get("description", "").split())
         lines.append(
             f"| `{field_name}` | {render_type(field)} | "
@@ -101,10 +107,19 @@ def render_model(name: str, schema: dict[str, Any]) -> list[str]:
 
 
 def render() -> str:
-    schema = ClusterProfile.model_json_schema()
-    lines = [INTRO, *render_model("ClusterProfile", schema)]
-    for name, definition in sorted(schema.get("$defs", {}).items()):
-        lines += render_model(name, definition)
+    definitions = PROFILE_ADAPTER.json_schema()["$defs"]
+    common = frozenset(ProfileBase.model_fields)
+    lines = [INTRO, *render_model("Every profile", ProfileBase.model_json_schema())]
+    backends = {
+        name: definition["properties"]["backend"]["const"]
+        for name, definition in definitions.items()
+        if "backend" in definition.get("properties", {})
+    }
+    for name, backend in sorted(backends.items(), key=lambda item: BACKEND_KINDS.index(item[1])):
+        lines += render_model(f"{name} (backend: {backend})", definitions[name], common)
+    for name, definition in sorted(definitions.items()):
+        if name not in backends:
+            lines += render_model(name, definition)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -13,14 +13,14 @@ import yaml
 from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
 from jobgate.client.policy import blocking, evaluate_policy
-from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profile_schema import profile_from_data
 from jobgate.client.profiles import apply_defaults, load_profile
 from jobgate.workers.backends.kubernetes import classify_job, render_job_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB_ID = "01m7zp0000000000000000000a"
 
-PROFILE = ClusterProfile.model_validate({
+PROFILE = profile_from_data({
     "name": "k8s", "backend": "kubernetes", "job_name_prefix": "jg",
     "kubernetes": {
         "namespace": "jobs", "image": "python:3.11-slim", "image_pull_secrets": ["regcred"],

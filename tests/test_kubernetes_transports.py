@@ -12,7 +12,7 @@ import pytest
 
 from jobgate.client.errors import BackendError
 from jobgate.client.profile_schema import KubernetesSettings
-from jobgate.workers.backends.kubernetes_api import ClientApi, ClusterApi, KubectlApi
+from jobgate.workers.backends.kubernetes.api import ClientApi, ClusterApi, KubectlApi
 
 sys.path.insert(0, str(Path(__file__).parent / "emulators" / "kubernetes"))
 

@@ -11,20 +11,21 @@ import pytest
 
 from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
-from jobgate.client.profile_schema import ClusterProfile
-from jobgate.workers.backends.lsf import _nothing_left
-from jobgate.workers.backends.lsf_script import (
+from jobgate.client.profile_schema import profile_from_data
+from jobgate.workers.backends.base import JobSubmission
+from jobgate.workers.backends.lsf.script import (
     LsfFiles,
-    bsub_argv,
-    bsub_directives,
+    directives,
     memory_in_units,
-    parse_bsub,
-    render_job_script,
+    parse_submitted,
+    render_script,
+    submit_argv,
 )
-from jobgate.workers.backends.lsf_status import (
+from jobgate.workers.backends.lsf.status import (
     LsfRow,
     base_name,
     lsf_time,
+    nothing_left_to_cancel,
     observe,
     parse_bhist,
     parse_bjobs,
@@ -32,6 +33,11 @@ from jobgate.workers.backends.lsf_status import (
 )
 
 DATA = Path(__file__).parent / "data" / "lsf"
+
+
+def submission(job_id: str, spec: JobSpec, *dependencies: str) -> JobSubmission:
+    """The job as the backend submits it, without an owner or a tenant."""
+    return JobSubmission(job_id, spec, owner="", tenant="", dependencies=dependencies)
 
 
 def sample(name: str) -> str:
@@ -48,7 +54,7 @@ def sample(name: str) -> str:
     ],
 )
 def test_bsub_answers(name: str, job_id: str) -> None:
-    assert parse_bsub(sample(name)) == job_id
+    assert parse_submitted(sample(name)) == job_id
 
 
 @pytest.mark.parametrize(
@@ -57,7 +63,7 @@ def test_bsub_answers(name: str, job_id: str) -> None:
 )
 def test_a_refused_submission_is_an_error_that_quotes_lsf(name: str) -> None:
     with pytest.raises(BackendError, match="Job not submitted"):
-        parse_bsub(sample(name))
+        parse_submitted(sample(name))
 
 
 def test_bjobs_json_single_and_finished_jobs() -> None:
@@ -222,10 +228,10 @@ def test_times_without_a_year_are_never_in_the_future() -> None:
 )
 def test_bkill_answers_that_leave_nothing_to_stop(names: list[str], fine: bool) -> None:
     said = "".join(sample(n) for n in names) or "bkill: Permission denied\n"
-    assert _nothing_left("", said) is fine
+    assert nothing_left_to_cancel("", said) is fine
 
 
-PROFILE = ClusterProfile.model_validate({
+PROFILE = profile_from_data({
     "name": "lsf", "backend": "lsf", "job_name_prefix": "jg",
     "lsf": {"queue": "normal", "project": "lab", "lsf_units": "KB", "extra_args": ["-x"],
             "extra_directives": ["#BSUB -R select[type==any]"], "login_shell": "/bin/bash",
@@ -240,8 +246,8 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         lsf={"directives": ["-app big"], "extra_args": ["-B"]},
     )  # fmt: skip
     files = LsfFiles(tmp_path, "01m7zp0000000000000000000a")
-    directives = bsub_directives(files.job_id, spec, PROFILE, files, ["41", "42"])
-    assert directives == [
+    options = directives(submission(files.job_id, spec, "41", "42"), PROFILE, files)
+    assert options == [
         "-J jg-01m7zp0000000000000000000a[1-10]%3",
         f"-o {tmp_path}/lsf-%J.%I.out",
         f"-e {tmp_path}/lsf-%J.%I.err",
@@ -260,11 +266,11 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         "-R select[type==any]",
         "-app big",
     ]
-    script = render_job_script(directives, files, array=True)
+    script = render_script(options, files, array=True)
     assert script.startswith("#!/bin/sh\n#BSUB -J jg-01m7zp0000000000000000000a[1-10]%3\n")
     assert 'base="$base.$LSB_JOBINDEX"' in script
     assert f'\n{files.program} > "$base.out" 2> "$base.err"\ncode=$?\n' in script
-    assert bsub_argv(PROFILE, spec) == ["bsub", "-x", "-B"]
+    assert submit_argv(PROFILE, spec) == ["bsub", "-x", "-B"]
 
 
 def test_memory_units_round_up_and_skipped_directives(tmp_path: Path) -> None:
@@ -273,18 +279,18 @@ def test_memory_units_round_up_and_skipped_directives(tmp_path: Path) -> None:
     assert profile.lsf is not None
     profile.lsf.directives_skip = ["rusage", "span["]
     spec = JobSpec(name="x", command="true", resources={"memory_mb": 100})
-    directives = bsub_directives("x", spec, profile, LsfFiles(tmp_path, "x"), [])
-    assert not any("rusage" in d or "span[" in d for d in directives)
-    assert "-M 102400" in directives
+    options = directives(submission("x", spec), profile, LsfFiles(tmp_path, "x"))
+    assert not any("rusage" in d or "span[" in d for d in options)
+    assert "-M 102400" in options
 
 
 def test_a_directive_value_that_could_break_out_of_quotes_is_refused(tmp_path: Path) -> None:
     spec = JobSpec(name="x", command="true", working_dir='/data/a "b"')
     with pytest.raises(BackendError, match="cannot contain quotes"):
-        bsub_directives("x", spec, PROFILE, LsfFiles(tmp_path, "x"), [])
+        directives(submission("x", spec), PROFILE, LsfFiles(tmp_path, "x"))
     spaced = JobSpec(name="x", command="true", working_dir="/data/my run")
-    directives = bsub_directives("x", spaced, PROFILE, LsfFiles(tmp_path, "x"), [])
-    assert '-cwd "/data/my run"' in directives
+    options = directives(submission("x", spaced), PROFILE, LsfFiles(tmp_path, "x"))
+    assert '-cwd "/data/my run"' in options
 
 
 def test_env_none_passes_only_the_jobs_variables_by_name(tmp_path: Path) -> None:
@@ -292,6 +298,6 @@ def test_env_none_passes_only_the_jobs_variables_by_name(tmp_path: Path) -> None
     assert profile.lsf is not None
     profile.lsf.env_mode = "none"
     spec = JobSpec(name="x", command="true", env={"B_VAR": "2", "A_TOKEN": "s3cret"})
-    directives = bsub_directives("x", spec, profile, LsfFiles(tmp_path, "x"), [])
-    assert '-env "JOBGATE_JOB_ID, JOBGATE_CLUSTER, A_TOKEN, B_VAR"' in directives
-    assert not any("s3cret" in d for d in directives)
+    options = directives(submission("x", spec), profile, LsfFiles(tmp_path, "x"))
+    assert '-env "JOBGATE_JOB_ID, JOBGATE_CLUSTER, A_TOKEN, B_VAR"' in options
+    assert not any("s3cret" in d for d in options)

@@ -84,10 +84,10 @@ def test_a_missing_kubernetes_extra_is_named_with_its_install_command() -> None:
     code = (
         "import sys; sys.modules['kubernetes'] = None\n"
         "from jobgate.client.errors import ConfigurationError\n"
-        "from jobgate.client.profile_schema import ClusterProfile\n"
+        "from jobgate.client.profile_schema import KubernetesProfile\n"
         "from jobgate.workers.backends import get_backend\n"
         "try:\n"
-        "    get_backend(ClusterProfile(name='k', backend='kubernetes'))\n"
+        "    get_backend(KubernetesProfile(name='k', backend='kubernetes'))\n"
         "except ConfigurationError as e:\n"
         "    print(e)\n"
     )

@@ -9,13 +9,13 @@ import pytest
 from jobgate.client import JobSpec
 from jobgate.client.models import PolicyFinding, PolicyLevel
 from jobgate.client.policy import evaluate_policy, summarize_preflight
-from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profile_schema import ClusterProfile, profile_from_data
 
 BLOCK, WARN, PASS = PolicyLevel.BLOCK, PolicyLevel.WARN, PolicyLevel.PASS
 
 
 def profile(backend: str = "slurm", **policy: Any) -> ClusterProfile:
-    return ClusterProfile.model_validate({"name": "c", "backend": backend, "policy": policy})
+    return profile_from_data({"name": "c", "backend": backend, "policy": policy})
 
 
 def spec(**fields: Any) -> JobSpec:

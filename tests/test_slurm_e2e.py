@@ -18,7 +18,7 @@ from test_gateway_e2e import gated, statuses
 from test_store import make_record
 
 from jobgate.client import Gateway, JobSpec, JobStatus
-from jobgate.client.store import Observation, StatusUpdate
+from jobgate.client.models import Observation, StatusUpdate
 
 TIMEOUT_S = 120
 INTERVAL_S = 0.5

@@ -9,18 +9,24 @@ import pytest
 
 from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
-from jobgate.client.profile_schema import ClusterProfile
-from jobgate.workers.backends.slurm_script import (
+from jobgate.client.profile_schema import profile_from_data
+from jobgate.workers.backends.base import JobSubmission
+from jobgate.workers.backends.slurm.script import (
     SlurmFiles,
+    directives,
     format_walltime,
-    parse_sbatch_parsable,
-    render_batch_script,
-    sbatch_argv,
-    sbatch_directives,
+    parse_submitted,
+    render_script,
+    submit_argv,
 )
-from jobgate.workers.backends.slurm_status import SlurmRow, observe, parse_sacct, parse_squeue
+from jobgate.workers.backends.slurm.status import SlurmRow, observe, parse_sacct, parse_squeue
 
 DATA = Path(__file__).parent / "data" / "slurm"
+
+
+def submission(job_id: str, spec: JobSpec, *dependencies: str) -> JobSubmission:
+    """The job as the backend submits it, without an owner or a tenant."""
+    return JobSubmission(job_id, spec, owner="", tenant="", dependencies=dependencies)
 
 
 def rows_of(rows: list, job: str) -> list:
@@ -114,13 +120,13 @@ def test_malformed_output_is_an_error_naming_the_command() -> None:
 
 
 def test_sbatch_parsable_output() -> None:
-    assert parse_sbatch_parsable((DATA / "sbatch_parsable.txt").read_text()) == "1"
-    assert parse_sbatch_parsable("1234;cluster-a\n") == "1234"
+    assert parse_submitted((DATA / "sbatch_parsable.txt").read_text()) == "1"
+    assert parse_submitted("1234;cluster-a\n") == "1234"
     with pytest.raises(BackendError, match="not a job id"):
-        parse_sbatch_parsable("sbatch: error: Batch job submission failed\n")
+        parse_submitted("sbatch: error: Batch job submission failed\n")
 
 
-PROFILE = ClusterProfile.model_validate({
+PROFILE = profile_from_data({
     "name": "hpc", "backend": "slurm", "job_name_prefix": "jg",
     "slurm": {"partition": "batch", "account": "lab", "qos": "normal", "constraint": "ib",
               "extra_args": ["--exclusive"], "work_dir": "/shared/jobgate"},
@@ -133,8 +139,8 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         resources={"cpus": 4, "memory_mb": 8000, "gpus": 2, "walltime_s": 93784, "queue": "gpu"},
     )  # fmt: skip
     files = SlurmFiles(tmp_path, "01m7zp0000000000000000000a")
-    directives = sbatch_directives(files.job_id, spec, PROFILE, files, ["41", "42"])
-    assert directives == [
+    options = directives(submission(files.job_id, spec, "41", "42"), PROFILE, files)
+    assert options == [
         "--job-name=jg-01m7zp0000000000000000000a",
         f"--output={tmp_path}/01m7zp0000000000000000000a.%a.out",
         f"--error={tmp_path}/01m7zp0000000000000000000a.%a.err",
@@ -150,11 +156,11 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
         "--array=0-9%2",
         "--dependency=afterok:41:42",
     ]
-    script = render_batch_script(directives, files, array=True)
+    script = render_script(options, files, array=True)
     assert script.startswith("#!/bin/sh\n#SBATCH --job-name=jg-01m7zp0000000000000000000a\n")
     assert f"\n{files.program}\ncode=$?\n" in script
     job_args = JobSpec(name="x", command="true", slurm={"extra_args": ["--nice=5"]})
-    assert sbatch_argv(PROFILE, job_args, files.script) == [
+    assert submit_argv(PROFILE, job_args, files.script) == [
         "sbatch", "--parsable", "--exclusive", "--nice=5", str(files.script)]  # fmt: skip
 
 
@@ -163,8 +169,8 @@ def test_whitespace_cannot_enter_a_directive(tmp_path: Path) -> None:
     assert profile.slurm is not None
     profile.slurm.constraint = "a b"
     with pytest.raises(BackendError, match="Slurm directives cannot contain whitespace"):
-        sbatch_directives("x", JobSpec(name="x", command="true"), profile,
-                          SlurmFiles(tmp_path, "x"), [])  # fmt: skip
+        directives(submission("x", JobSpec(name="x", command="true")), profile,
+                   SlurmFiles(tmp_path, "x"))  # fmt: skip
 
 
 @pytest.mark.parametrize(

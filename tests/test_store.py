@@ -14,8 +14,17 @@ import redis
 
 from jobgate.client import Gateway, ids
 from jobgate.client import store as store_module
-from jobgate.client.models import ElementState, JobRecord, JobSpec, JobStatus, Transition
-from jobgate.client.store import JobStore, Observation, StatusUpdate
+from jobgate.client.models import (
+    ElementState,
+    JobQuery,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    Observation,
+    StatusUpdate,
+    Transition,
+)
+from jobgate.client.store import JobStore
 
 RETENTION_S = 3600
 
@@ -199,30 +208,32 @@ def test_list_filters_and_paginates_through_indexes(store: JobStore) -> None:
         chosen = [r.id for r in made if pred(current[r.id])]
         return chosen[::-1] if reverse else chosen
 
-    assert [r.id for r in store.list_records(limit=500)] == expect(lambda r: True)
+    assert [r.id for r in store.list_records(JobQuery(limit=500))] == expect(lambda r: True)
     running = {JobStatus.RUNNING}
-    assert [r.id for r in store.list_records(statuses=running, cluster="c1", limit=500)] == expect(
-        lambda r: r.status is JobStatus.RUNNING and r.cluster == "c1"
-    )
+    assert [
+        r.id for r in store.list_records(JobQuery(statuses=running, cluster="c1", limit=500))
+    ] == expect(lambda r: r.status is JobStatus.RUNNING and r.cluster == "c1")
     two = {JobStatus.RUNNING, JobStatus.FAILED}
-    assert store.list_ids(statuses=two, owner="bob", reverse=True, limit=500) == expect(
+    assert store.list_ids(JobQuery(statuses=two, owner="bob", reverse=True, limit=500)) == expect(
         lambda r: r.status in two and r.owner == "bob", reverse=True
     )
-    assert store.list_ids(tags={"exp1", "big"}, limit=500) == expect(
+    assert store.list_ids(JobQuery(tags={"exp1", "big"}, limit=500)) == expect(
         lambda r: {"exp1", "big"} <= set(r.tags)
     )
-    assert store.list_ids(name="plot", cluster="c2", limit=500) == expect(
+    assert store.list_ids(JobQuery(name="plot", cluster="c2", limit=500)) == expect(
         lambda r: r.name == "plot" and r.cluster == "c2"
     )
     since = ids.created_at(made[40].id)
     until = ids.created_at(made[59].id)
-    assert store.list_ids(since=since, until=until, limit=500) == [r.id for r in made[40:60]]
-    assert store.list_ids(statuses=set(), limit=10) == []
+    assert store.list_ids(JobQuery(since=since, until=until, limit=500)) == [
+        r.id for r in made[40:60]
+    ]
+    assert store.list_ids(JobQuery(statuses=set(), limit=10)) == []
 
     pages: list[str] = []
     after = None
     while True:
-        page = store.list_ids(cluster="c1", limit=7, after=after, reverse=True)
+        page = store.list_ids(JobQuery(cluster="c1", limit=7, after=after, reverse=True))
         if not page:
             break
         pages += page
@@ -239,7 +250,9 @@ def test_list_continues_when_the_scan_budget_runs_out(
 ) -> None:
     made = [make_record(store, owner="ann" if i % 10 == 0 else "bob") for i in range(60)]
     monkeypatch.setattr(store_module, "LIST_BUDGET", 4)
-    ann = store.list_ids(owner="ann", statuses={JobStatus.NEW, JobStatus.RUNNING}, limit=100)
+    ann = store.list_ids(
+        JobQuery(owner="ann", statuses={JobStatus.NEW, JobStatus.RUNNING}, limit=100)
+    )
     assert ann == [r.id for r in made if r.owner == "ann"]
 
 
@@ -251,8 +264,8 @@ def test_purge_removes_records_past_retention_with_their_index_entries(store: Jo
     store.transition(StatusUpdate(kept.id, done), observed_at=now, retention_s=60)
     assert store.purge_expired(now) == 1
     assert store.get_many([old.id, kept.id])[0] is None
-    assert store.list_ids(tags={"t"}) == [kept.id]
-    assert store.list_ids(statuses={JobStatus.SUCCEEDED}) == [kept.id]
+    assert store.list_ids(JobQuery(tags={"t"})) == [kept.id]
+    assert store.list_ids(JobQuery(statuses={JobStatus.SUCCEEDED})) == [kept.id]
     k = store.keys
     for index in (
         k.index_all,
@@ -271,7 +284,7 @@ def test_purge_removes_records_past_retention_with_their_index_entries(store: Jo
 def test_since_and_until_are_inclusive(store: JobStore) -> None:
     record = make_record(store, created_s=1_800_000_000.123)
     at = ids.created_at(record.id)
-    assert store.list_ids(since=at, until=at) == [record.id]
-    assert store.list_ids(since=at + timedelta(milliseconds=1)) == []
-    assert store.list_ids(until=at - timedelta(milliseconds=1)) == []
+    assert store.list_ids(JobQuery(since=at, until=at)) == [record.id]
+    assert store.list_ids(JobQuery(since=at + timedelta(milliseconds=1))) == []
+    assert store.list_ids(JobQuery(until=at - timedelta(milliseconds=1))) == []
     assert at == datetime.fromtimestamp(1_800_000_000.123, tz=UTC).replace(microsecond=123000)

@@ -10,27 +10,30 @@ least once, always the same record.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from celery import Celery, states
+from celery import states
 from celery.backends.base import BaseKeyValueStoreBackend
 
 from jobgate.client.errors import JobNotFoundError
-from jobgate.client.profile_schema import ClusterProfile
-from jobgate.client.store import JobStore
+
+if TYPE_CHECKING:
+    from jobgate.workers.context import ClusterContext
 
 log = logging.getLogger(__name__)
 
 
-def finalize(store: JobStore, app: Celery, job_id: str, profile: ClusterProfile) -> None:
+def finalize(ctx: ClusterContext, job_id: str) -> None:
+    store = ctx.store
     try:
         record = store.get(job_id)
     except JobNotFoundError:
         store.mark_finalized(job_id)
         return
-    backend = app.backend
-    assert isinstance(backend, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
-    backend.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
-    backend.expire(backend.get_key_for_task(record.result_id), profile.result_expires_s)
+    results = ctx.app.backend
+    assert isinstance(results, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
+    results.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
+    results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
     store.drop_secrets(job_id)
     store.mark_finalized(job_id)
     log.info(
@@ -41,16 +44,16 @@ def finalize(store: JobStore, app: Celery, job_id: str, profile: ClusterProfile)
     )
 
 
-def finalize_pending(store: JobStore, app: Celery, profile: ClusterProfile) -> int:
+def finalize_pending(ctx: ClusterContext) -> int:
     """Finalize this cluster's finished jobs that are still waiting for it; returns how many."""
-    done = 0
+    store, done = ctx.store, 0
     for job_id in store.pending_finalization():
         try:
             cluster = store.cluster_of(job_id)
         except JobNotFoundError:
             store.mark_finalized(job_id)
             continue
-        if cluster == profile.name:
-            finalize(store, app, job_id, profile)
+        if cluster == ctx.name:
+            finalize(ctx, job_id)
             done += 1
     return done

@@ -13,14 +13,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from celery import Celery
-
 from jobgate.client import routing
 from jobgate.client.ids import created_at
-from jobgate.client.models import JobStatus
-from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore, Observation, StatusUpdate
-from jobgate.workers.backends import Backend
+from jobgate.client.models import JobQuery, JobStatus, Observation, StatusUpdate
+from jobgate.workers.context import ClusterContext
 from jobgate.workers.finalize import finalize_pending
 from jobgate.workers.polling import start_chain
 
@@ -36,62 +32,52 @@ class ReconcileReport:
     purged: int
 
 
-def reconcile(
-    store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile
-) -> ReconcileReport:
+def reconcile(ctx: ClusterContext) -> ReconcileReport:
     now = time.time()
-    purged = store.purge_expired(now)
-    finalized = finalize_pending(store, app, profile)
-    adopted, resent = _settle_new_jobs(store, app, backend, profile, now)
-    chain_started = bool(store.active(profile.name)) and start_chain(store, app, profile)
+    purged = ctx.store.purge_expired(now)
+    finalized = finalize_pending(ctx)
+    adopted, resent = _settle_new_jobs(ctx, now)
+    chain_started = bool(ctx.store.active(ctx.name)) and start_chain(ctx)
     if chain_started:
-        log.warning("cluster %s had active jobs and no polling chain; started one", profile.name)
+        log.warning("cluster %s had active jobs and no polling chain; started one", ctx.name)
     return ReconcileReport(chain_started, adopted, resent, finalized, purged)
 
 
-def _settle_new_jobs(
-    store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, now: float
-) -> tuple[int, int]:
+def _settle_new_jobs(ctx: ClusterContext, now: float) -> tuple[int, int]:
     """Adopt NEW jobs the scheduler already has; re-send the submit of long-stuck ones.
 
     Only jobs older than one lease are considered, so a submit in flight is left alone.
     """
+    profile = ctx.profile
     settle_before = now - profile.effective_lease_ttl_s
+    new = JobQuery(statuses=frozenset({JobStatus.NEW}), cluster=ctx.name, limit=10_000)
     stale = [
         job_id
-        for job_id in store.list_ids(statuses={JobStatus.NEW}, cluster=profile.name, limit=10_000)
+        for job_id in ctx.store.list_ids(new)
         if created_at(job_id).timestamp() < settle_before
     ]
     if not stale:
         return 0, 0
-    on_scheduler = backend.discover(stale)
+    on_scheduler = ctx.backend.discover(stale)
     adopt = [job_id for job_id in stale if job_id in on_scheduler]
-    store.transition_many(
-        [
-            StatusUpdate(
-                job_id,
-                Observation(JobStatus.PENDING, reason="adopted by reconcile"),
-                backend_id=on_scheduler[job_id],
-                only_from=JobStatus.NEW,
-            )
-            for job_id in adopt
-        ],
-        observed_at=now,
-        retention_s=profile.retention_s,
-    )
+    adopted = Observation(JobStatus.PENDING, reason="adopted by reconcile")
+    updates = [
+        StatusUpdate(job_id, adopted, backend_id=on_scheduler[job_id], only_from=JobStatus.NEW)
+        for job_id in adopt
+    ]
+    ctx.record(updates, observed_at=now)
     resent = 0
     resend_before = now - profile.resubmit_after_s
     for job_id in stale:
         if job_id in on_scheduler or created_at(job_id).timestamp() > resend_before:
             continue
-        marker = f"{store.keys.submit_lock(job_id)}:resent"
-        if store.redis.set(marker, "1", nx=True, ex=int(profile.resubmit_after_s)):
-            app.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(profile.name))
+        if ctx.coordination.mark_resent(job_id, profile.resubmit_after_s):
+            ctx.send(routing.SUBMIT, job_id)
             resent += 1
     if adopt or resent:
         log.warning(
             "cluster %s: adopted %d job(s), re-sent the submit of %d",
-            profile.name,
+            ctx.name,
             len(adopt),
             resent,
         )

@@ -1,4 +1,4 @@
-"""What a worker process serves: its Redis, job store, profiles and backends.
+"""What a worker process serves: its Redis, and a `ClusterContext` per served cluster.
 
 Built lazily, once per process: prefork children create their own connections
 after the fork. Profiles come from ``JOBGATE_PROFILES`` (comma-separated names
@@ -11,14 +11,17 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from jobgate.client.connection import connect, tenant_from_env, url_from_env
+from celery import Celery
+
+from jobgate.client.connection import PROFILES_ENV, connect, tenant_from_env, url_from_env
+from jobgate.client.coordination import Coordination
 from jobgate.client.errors import ConfigurationError
 from jobgate.client.keys import Keys, check_tenant
-from jobgate.client.profiles import ClusterProfile, load_profile
+from jobgate.client.profile_schema import ClusterProfile
+from jobgate.client.profiles import load_profile
 from jobgate.client.store import JobStore
-from jobgate.workers.backends import Backend, get_backend
-
-PROFILES_ENV = "JOBGATE_PROFILES"
+from jobgate.workers.backends import get_backend
+from jobgate.workers.context import ClusterContext
 
 
 def served_profiles() -> dict[str, ClusterProfile]:
@@ -41,27 +44,40 @@ def served_profiles() -> dict[str, ClusterProfile]:
 
 @dataclass
 class Runtime:
+    """This process's connection to Redis and the clusters it serves."""
+
+    app: Celery
     store: JobStore
+    coordination: Coordination
     profiles: dict[str, ClusterProfile]
-    _backends: dict[str, Backend] = field(default_factory=dict)
+    _clusters: dict[str, ClusterContext] = field(default_factory=dict)
 
-    def profile(self, cluster: str) -> ClusterProfile:
-        try:
-            return self.profiles[cluster]
-        except KeyError:
-            raise ConfigurationError(
-                f"this worker does not serve cluster {cluster!r} "
-                f"(it serves {', '.join(sorted(self.profiles))})"
-            ) from None
+    def cluster(self, name: str) -> ClusterContext:
+        """The context of a served cluster; its backend is loaded on first use."""
+        if name not in self._clusters:
+            try:
+                profile = self.profiles[name]
+            except KeyError:
+                raise ConfigurationError(
+                    f"this worker does not serve cluster {name!r} "
+                    f"(it serves {', '.join(sorted(self.profiles))})"
+                ) from None
+            backend = get_backend(profile)
+            self._clusters[name] = ClusterContext(
+                profile, backend, self.store, self.coordination, self.app
+            )
+        return self._clusters[name]
 
-    def backend(self, cluster: str) -> Backend:
-        if cluster not in self._backends:
-            self._backends[cluster] = get_backend(self.profile(cluster))
-        return self._backends[cluster]
+    def cluster_of(self, job_id: str) -> ClusterContext:
+        """The context of the cluster a job belongs to."""
+        return self.cluster(self.store.cluster_of(job_id))
 
 
 @functools.cache
-def runtime() -> Runtime:
+def runtime(app: Celery) -> Runtime:
     url = url_from_env()
     keys = Keys(check_tenant(tenant_from_env()))
-    return Runtime(JobStore(connect(url), keys, url), served_profiles())
+    client = connect(url)
+    return Runtime(
+        app, JobStore(client, keys, url), Coordination(client, keys, url), served_profiles()
+    )

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import logging
 import time
-
-from celery import Celery
+from enum import StrEnum
 
 from jobgate.client.errors import BackendError, JobNotFoundError
-from jobgate.client.models import JobSpec, JobStatus
+from jobgate.client.models import (
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    Observation,
+    StatusUpdate,
+    TransitionResult,
+)
 from jobgate.client.policy import blocking, evaluate_policy
-from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
-from jobgate.client.store import JobStore, Observation, StatusUpdate
-from jobgate.workers.backends import Backend
-from jobgate.workers.backends.programs import OWNER_ENV
-from jobgate.workers.finalize import finalize
-from jobgate.workers.locks import held
+from jobgate.workers.backends.base import DEPENDENCY_FAILED, JobSubmission
+from jobgate.workers.context import ClusterContext
 from jobgate.workers.polling import start_chain
 from jobgate.workers.secret_handling import SCRUBBER, with_secrets
 
@@ -30,12 +32,23 @@ log = logging.getLogger(__name__)
 
 SUBMIT_LOCK_S = 300
 POLICY_BLOCKED = "policy blocked"
-DEPENDENCY_FAILED = "dependency failed"
 
 
-def submit_job(
-    store: JobStore, app: Celery, backend: Backend, profile: ClusterProfile, job_id: str
-) -> str:
+class SubmitOutcome(StrEnum):
+    """What one delivery of a job's submit did."""
+
+    SUBMITTED = "submitted"
+    ADOPTED = "adopted"  # the scheduler had it already (an earlier attempt died)
+    ALREADY_SUBMITTED = "already submitted"
+    BEING_SUBMITTED = "being submitted"  # another delivery holds the job's lock
+    FINISHED = "finished"  # e.g. cancelled before a worker got to it
+    CANCELLED = "cancelled"  # cancelled while being submitted: stopped on the scheduler
+    POLICY_BLOCKED = POLICY_BLOCKED
+    DEPENDENCY_FAILED = DEPENDENCY_FAILED
+    MISSING = "missing"  # no record (purged, or never written)
+
+
+def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
     """Submit the job if nobody has; returns what happened. Transient BackendError propagates.
 
     The profile's defaults are applied and its policy enforced here, whatever the
@@ -43,85 +56,81 @@ def submit_job(
     anything reaches the scheduler, unless the submitter allowed the risk and the
     profile allows overrides.
     """
-    with held(store.redis, store.keys.submit_lock(job_id), SUBMIT_LOCK_S) as taken:
+    store, profile = ctx.store, ctx.profile
+    with ctx.coordination.submit_lock(job_id, SUBMIT_LOCK_S) as taken:
         if not taken:
-            return "being submitted"
+            return SubmitOutcome.BEING_SUBMITTED
         # Read under the lock: a delivery that held it before us may have submitted.
         try:
             record = store.get(job_id)
         except JobNotFoundError:
             log.error("submit of job %s: no such record (purged, or not written)", job_id)
-            return "missing"
+            return SubmitOutcome.MISSING
         if record.status.is_finished:
-            return "finished"
+            return SubmitOutcome.FINISHED
         if record.backend_id:
-            start_chain(store, app, profile)
-            return "already submitted"
+            start_chain(ctx)
+            return SubmitOutcome.ALREADY_SUBMITTED
         spec = apply_defaults(record.spec, profile)
         findings = evaluate_policy(spec, profile)
         blocked = blocking(findings)
         override = bool(blocked) and record.allow_policy_risk and profile.policy.allow_overrides
         store.record_policy(job_id, findings, override=override)
         if blocked and not override:
-            _fail(store, app, profile, job_id, POLICY_BLOCKED)
+            fail(ctx, job_id, POLICY_BLOCKED)
             log.warning("job %s: %s (%s)", job_id, POLICY_BLOCKED,
                         ", ".join(f.code for f in blocked))  # fmt: skip
-            return "policy blocked"
+            return SubmitOutcome.POLICY_BLOCKED
         if override:
             log.warning("job %s: policy BLOCK findings overridden by its submitter: %s",
                         job_id, ", ".join(f.code for f in blocked))  # fmt: skip
-        backend_id = backend.find(job_id)
+        backend_id = ctx.backend.find(job_id)
         adopted = backend_id is not None
         if backend_id is None:
             try:
-                dependencies = _dependency_ids(store, profile.name, spec)
+                backend_id = ctx.backend.submit(_submission(ctx, record, spec))
             except DependencyFailedError as e:
-                _fail(store, app, profile, job_id, DEPENDENCY_FAILED)
+                fail(ctx, job_id, DEPENDENCY_FAILED)
                 log.warning("job %s: %s", job_id, e)
-                return DEPENDENCY_FAILED
-            runnable = with_secrets(spec, store.job_secrets(job_id))
-            # the job knows who submitted it (and Kubernetes labels the Job with it)
-            runnable = runnable.model_copy(
-                update={"env": {**runnable.env, OWNER_ENV: record.owner}}
-            )
-            backend_id = backend.submit(job_id, runnable, dependencies)
-        outcome = store.transition(
-            StatusUpdate(
-                job_id,
-                Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None),
-                backend_id=backend_id,
-                only_from=JobStatus.NEW,
-            ),
-            observed_at=time.time(),
-            retention_s=profile.retention_s,
+                return SubmitOutcome.DEPENDENCY_FAILED
+        pending = Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None)
+        (outcome,) = ctx.record(
+            [StatusUpdate(job_id, pending, backend_id=backend_id, only_from=JobStatus.NEW)]
         )
-    if outcome.outcome == "finished":
+    if outcome.outcome is TransitionResult.FINISHED:
         # Cancelled while we were submitting: the job must not run.
-        backend.cancel({job_id: backend_id})
+        ctx.backend.cancel({job_id: backend_id})
         log.info("job %s was cancelled during submission; cancelled %s", job_id, backend_id)
-        return "cancelled"
-    store.mark_change(profile.name, time.time())
-    start_chain(store, app, profile)
-    log.info("job %s submitted to %s as %s", job_id, profile.name, backend_id)
-    return "adopted" if adopted else "submitted"
+        return SubmitOutcome.CANCELLED
+    store.mark_change(ctx.name, time.time())
+    start_chain(ctx)
+    log.info("job %s submitted to %s as %s", job_id, ctx.name, backend_id)
+    return SubmitOutcome.ADOPTED if adopted else SubmitOutcome.SUBMITTED
+
+
+def _submission(ctx: ClusterContext, record: JobRecord, spec: JobSpec) -> JobSubmission:
+    """The job as the backend submits it: dependencies resolved, secrets filled in."""
+    dependencies = tuple(_dependency_ids(ctx, spec))
+    runnable = with_secrets(spec, ctx.store.job_secrets(record.id))
+    return JobSubmission(record.id, runnable, record.owner, ctx.tenant, dependencies)
 
 
 class DependencyFailedError(BackendError):
     """A job this one depends on failed or was cancelled: this one can never run."""
 
 
-def _dependency_ids(store: JobStore, cluster: str, spec: JobSpec) -> list[str]:
+def _dependency_ids(ctx: ClusterContext, spec: JobSpec) -> list[str]:
     """Backend ids of the dependencies still to wait for (succeeded ones are dropped)."""
     waiting = []
     for dep_id in spec.depends_on:
         try:
-            dep = store.get(dep_id)
+            dep = ctx.store.get(dep_id)
         except JobNotFoundError as e:
             raise BackendError(f"dependency {dep_id} does not exist") from e
-        if dep.cluster != cluster:
+        if dep.cluster != ctx.name:
             raise BackendError(
                 f"dependency {dep_id} runs on cluster {dep.cluster}; dependencies must be on "
-                f"cluster {cluster} too"
+                f"cluster {ctx.name} too"
             )
         if dep.status is JobStatus.SUCCEEDED:
             continue
@@ -133,18 +142,11 @@ def _dependency_ids(store: JobStore, cluster: str, spec: JobSpec) -> list[str]:
     return waiting
 
 
-def fail_submission(
-    store: JobStore, app: Celery, profile: ClusterProfile, job_id: str, error: BackendError
-) -> None:
+def fail_submission(ctx: ClusterContext, job_id: str, error: BackendError) -> None:
     """Record a submit that cannot succeed as FAILED, with the scheduler's reason."""
-    _fail(store, app, profile, job_id, f"submit failed: {SCRUBBER.scrub(str(error))}")
+    fail(ctx, job_id, f"submit failed: {SCRUBBER.scrub(str(error))}")
 
 
-def _fail(store: JobStore, app: Celery, profile: ClusterProfile, job_id: str, reason: str) -> None:
-    outcome = store.transition(
-        StatusUpdate(job_id, Observation(JobStatus.FAILED, reason=reason)),
-        observed_at=time.time(),
-        retention_s=profile.retention_s,
-    )
-    if outcome.applied:
-        finalize(store, app, job_id, profile)
+def fail(ctx: ClusterContext, job_id: str, reason: str) -> None:
+    """Record the job FAILED for `reason` (and finalize it), unless it finished already."""
+    ctx.settle(StatusUpdate(job_id, Observation(JobStatus.FAILED, reason=reason)))

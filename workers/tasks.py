@@ -12,22 +12,19 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery import Celery, Task
+from celery import Task
 
 from jobgate.client import routing
 from jobgate.client.errors import BackendError, JobgateError
-from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import JobStore
 from jobgate.workers import operations, polling, reconcile, submission
 from jobgate.workers.app import app
-from jobgate.workers.backends import Backend
 from jobgate.workers.backends.base import Stream
+from jobgate.workers.context import ClusterContext
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
 SUBMIT_RETRIES = 5
-JobOperation = Callable[[JobStore, Celery, Backend, ClusterProfile, str], dict[str, Any]]
 #: Answers hold job records and job output: keep them out of worker logs and
 #: Flower, which show the first `resultrepr_maxsize` characters of every result.
 PRIVATE_RESULT_REPR = 1
@@ -41,25 +38,25 @@ def _stream(name: str) -> Stream:
     raise JobgateError(f"stream must be 'stdout' or 'stderr', not {name!r}")
 
 
-def _answer(work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def _on_job(job_id: str, operation: Callable[[ClusterContext], dict[str, Any]]) -> dict[str, Any]:
+    """Run a client-facing operation in the job's cluster context; jobgate errors become
+    answers (``{"error": {"type", "message"}}``) that the client raises again."""
     try:
-        return work()
+        return operation(runtime(app).cluster_of(job_id))
     except JobgateError as e:
         return {"error": {"type": type(e).__name__, "message": str(e)}}
 
 
 @app.task(name=routing.SUBMIT, bind=True, ignore_result=True, max_retries=SUBMIT_RETRIES)
 def submit(self: Task[[str], None], job_id: str) -> None:
-    rt = runtime()
-    cluster = rt.store.cluster_of(job_id)
-    profile, backend = rt.profile(cluster), rt.backend(cluster)
+    ctx = runtime(app).cluster_of(job_id)
     try:
-        outcome = submission.submit_job(rt.store, app, backend, profile, job_id)
+        outcome = submission.submit_job(ctx, job_id)
     except BackendError as e:
         if e.transient and self.request.retries < SUBMIT_RETRIES:
             log.warning("submit of job %s failed, will retry: %s", job_id, e)
             raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=e) from e
-        submission.fail_submission(rt.store, app, profile, job_id, e)
+        submission.fail_submission(ctx, job_id, e)
         log.error("submit of job %s failed: %s", job_id, e)
         return
     log.debug("submit of job %s: %s", job_id, outcome)
@@ -67,48 +64,31 @@ def submit(self: Task[[str], None], job_id: str) -> None:
 
 @app.task(name=routing.POLL, ignore_result=True)
 def poll(cluster: str, token: str, seq: int) -> None:
-    rt = runtime()
-    outcome = polling.poll_step(rt.store, app, rt.backend(cluster), rt.profile(cluster), token, seq)
+    outcome = polling.poll_step(runtime(app).cluster(cluster), token, seq)
     log.debug("poll %s:%s of %s: %s", token, seq, cluster, outcome)
 
 
 @app.task(name=routing.RECONCILE, ignore_result=True)
 def reconcile_cluster(cluster: str) -> None:
-    rt = runtime()
-    report = reconcile.reconcile(rt.store, app, rt.backend(cluster), rt.profile(cluster))
+    report = reconcile.reconcile(runtime(app).cluster(cluster))
     log.debug("reconcile of %s: %s", cluster, report)
-
-
-def _on_job(job_id: str, operation: JobOperation) -> dict[str, Any]:
-    """Run a client-facing operation with the job's cluster context; errors as answers."""
-
-    def work() -> dict[str, Any]:
-        rt = runtime()
-        cluster = rt.store.cluster_of(job_id)
-        return operation(rt.store, app, rt.backend(cluster), rt.profile(cluster), job_id)
-
-    return _answer(work)
 
 
 @app.task(name=routing.MONITOR, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def monitor(job_id: str) -> dict[str, Any]:
-    return _on_job(job_id, operations.monitor_job)
+    return _on_job(job_id, lambda ctx: operations.monitor_job(ctx, job_id))
 
 
 @app.task(name=routing.CANCEL, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def cancel(job_id: str) -> dict[str, Any]:
-    return _on_job(job_id, operations.cancel_job)
+    return _on_job(job_id, lambda ctx: operations.cancel_job(ctx, job_id))
 
 
 @app.task(name=routing.LOGS, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def logs(
     job_id: str, stream: str, offset: int, index: int | None, max_bytes: int
 ) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        rt = runtime()
-        backend = rt.backend(rt.store.cluster_of(job_id))
-        return operations.read_logs(
-            rt.store, backend, job_id, _stream(stream), offset, index, max_bytes
-        )
-
-    return _answer(work)
+    return _on_job(
+        job_id,
+        lambda ctx: operations.read_logs(ctx, job_id, _stream(stream), offset, index, max_bytes),
+    )

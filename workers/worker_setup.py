@@ -15,15 +15,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from celery import Celery, bootsteps, signals
 
 from jobgate.client import routing
 from jobgate.client.celeryconf import VISIBILITY_TIMEOUT_ENV
-from jobgate.client.clusters import publish_worker, withdraw_worker
+from jobgate.client.clusters import publish_worker
 from jobgate.client.connection import connect, tenant_from_env, url_from_env
+from jobgate.client.coordination import Coordination
+from jobgate.client.errors import BrokerUnavailableError
 from jobgate.client.keys import Keys
-from jobgate.client.profiles import ClusterProfile
+from jobgate.client.profile_schema import ClusterProfile
 from jobgate.workers.backends import get_backend
 from jobgate.workers.runtime import served_profiles
 from jobgate.workers.secret_handling import install_log_scrubbing
@@ -63,15 +64,15 @@ class Housekeeping(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.timer_refs: list[Any] = []
-        self.client: redis.Redis | None = None
+        self.coordination: Coordination | None = None
 
     def start(self, worker: Any) -> None:
         profiles = list(served_profiles().values())
-        self.client = connect(url_from_env())
-        keys = Keys(tenant_from_env())
-        beat = (self.client, keys, worker.hostname, profiles)
+        url = url_from_env()
+        self.coordination = Coordination(connect(url), Keys(tenant_from_env()), url)
+        beat = (self.coordination, worker.hostname, profiles)
         self._heartbeat(*beat)
-        reconcile = (worker.app, self.client, keys, profiles)
+        reconcile = (worker.app, self.coordination, profiles)
         self._reconcile(*reconcile)
         interval_s = min(p.reconcile_interval_s for p in profiles)
         self.timer_refs = [
@@ -82,31 +83,31 @@ class Housekeeping(bootsteps.StartStopStep):
     def stop(self, worker: Any) -> None:
         for ref in self.timer_refs:
             ref.cancel()
-        if self.client is not None:
+        if self.coordination is not None:
             try:
-                withdraw_worker(self.client, Keys(tenant_from_env()), worker.hostname)
-            except (redis.RedisError, OSError) as e:
+                self.coordination.withdraw_heartbeat(worker.hostname)
+            except BrokerUnavailableError as e:
                 log.warning("could not withdraw this worker's heartbeat: %s", e)
 
     @staticmethod
     def _heartbeat(
-        client: redis.Redis, keys: Keys, hostname: str, profiles: list[ClusterProfile]
+        coordination: Coordination, hostname: str, profiles: list[ClusterProfile]
     ) -> None:
         try:
-            publish_worker(client, keys, hostname, profiles, ttl_s=HEARTBEAT_TTL_S)
-        except (redis.RedisError, OSError) as e:
+            publish_worker(coordination, hostname, profiles, ttl_s=HEARTBEAT_TTL_S)
+        except BrokerUnavailableError as e:
             log.warning("could not publish this worker's heartbeat: %s", e)
 
     @staticmethod
-    def _reconcile(app: Celery, client: redis.Redis, keys: Keys,
+    def _reconcile(app: Celery, coordination: Coordination,
                    profiles: list[ClusterProfile]) -> None:  # fmt: skip
         for profile in profiles:
+            turn_s = profile.reconcile_interval_s * 0.9
             try:
-                lock_ms = int(profile.reconcile_interval_s * 1000 * 0.9)
-                if client.set(keys.reconcile_lock(profile.name), "1", nx=True, px=lock_ms):
+                if coordination.take_reconcile_turn(profile.name, turn_s):
                     app.send_task(routing.RECONCILE, args=[profile.name],
                                   queue=routing.poll_queue(profile.name))  # fmt: skip
-            except (redis.RedisError, OSError) as e:
+            except (BrokerUnavailableError, OSError) as e:
                 log.warning("could not schedule reconcile of %s: %s", profile.name, e)
 
 

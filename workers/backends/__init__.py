@@ -1,15 +1,23 @@
-"""Backends by name; each is imported only when a profile asks for it."""
+"""Backends by name; each is imported only when a profile asks for it.
+
+Each backend whose scheduler needs several modules is a package
+(``slurm/``, ``lsf/``, ``kubernetes/``: the backend, its pure script or manifest
+and status functions, its API); the pieces they share sit beside them: `base` (the
+interface), `batch` (what Slurm and LSF share), `jobfiles` (files of script-running
+jobs), `commands` (running scheduler commands), `programs` (what a job runs, with
+which environment) and `local`.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from jobgate.client.errors import ConfigurationError
-from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import Observation
-from jobgate.workers.backends.base import Backend, LogChunk
+from jobgate.client.profile_schema import ClusterProfile
+from jobgate.workers.backends.base import Backend, JobSubmission, LogChunk
 
-__all__ = ["Backend", "LogChunk", "Observation", "get_backend"]
+__all__ = ["Backend", "JobSubmission", "LogChunk", "get_backend"]
 
 #: backend kind -> (module, class, extra that provides its dependencies)
 _REGISTRY: dict[str, tuple[str, str, str]] = {
@@ -20,7 +28,7 @@ _REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
-def get_backend(profile: ClusterProfile) -> Backend:
+def get_backend(profile: ClusterProfile) -> Backend[Any]:
     """The backend for a profile's kind, loaded on first use."""
     try:
         module_name, class_name, extra = _REGISTRY[profile.backend]
@@ -35,5 +43,5 @@ def get_backend(profile: ClusterProfile) -> Backend:
         raise ConfigurationError(
             f"the {profile.backend} backend needs {e.name}: pip install 'jobgate[{extra}]'"
         ) from e
-    backend: Backend = getattr(module, class_name)(profile)
+    backend: Backend[Any] = getattr(module, class_name)(profile)
     return backend

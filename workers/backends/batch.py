@@ -7,17 +7,21 @@ and keeps the scheduler's id beside them.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Generic, TypeVar
 
 from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN
-from jobgate.client.models import ElementState, JobSpec, JobStatus
-from jobgate.client.profile_schema import ClusterProfile, SchedulerCommandSettings
-from jobgate.client.store import Observation
+from jobgate.client.models import ElementState, JobSpec, JobStatus, Observation
+from jobgate.client.profile_schema import HostProfile, SchedulerCommandSettings
 from jobgate.workers.backends import commands
-from jobgate.workers.backends.base import array_observation, task_observation
+from jobgate.workers.backends.base import (
+    JobSubmission,
+    array_observation,
+    chunks,
+    task_observation,
+)
 from jobgate.workers.backends.jobfiles import (
     FileBackend,
     JobFiles,
@@ -28,25 +32,22 @@ from jobgate.workers.backends.jobfiles import (
 from jobgate.workers.backends.programs import job_environment, render_program
 
 FilesT = TypeVar("FilesT", bound=JobFiles)
+HostProfileT = TypeVar("HostProfileT", bound=HostProfile)
 
 
-def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    """`items` in lists of at most `size`: one scheduler command line each."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
-class BatchBackend(FileBackend, Generic[FilesT]):
+class BatchBackend(FileBackend[HostProfileT], Generic[HostProfileT, FilesT]):
     """A scheduler driven through its command-line tools from the worker's host."""
 
     #: What the scheduler's commands print when it is busy or unreachable.
     transient: ClassVar[tuple[str, ...]]
     #: The reason of a task found neither on the scheduler nor in an exit record.
     unknown_reason: ClassVar[str]
+    #: The command that cancels jobs given their backend ids (scancel, bkill).
+    cancel_command: ClassVar[str]
 
     def __init__(
         self,
-        profile: ClusterProfile,
+        profile: HostProfileT,
         settings: SchedulerCommandSettings,
         work_dir: str,
         files_type: type[FilesT],
@@ -72,14 +73,12 @@ class BatchBackend(FileBackend, Generic[FilesT]):
     # -- submit ------------------------------------------------------------------
 
     @abstractmethod
-    def batch_script(
-        self, job_id: str, spec: JobSpec, files: FilesT, dependencies: list[str]
-    ) -> str:
+    def render_script(self, job: JobSubmission, files: FilesT) -> str:
         """The batch script: the scheduler's directives, then the job wrapper."""
 
     @abstractmethod
     def submit_command(
-        self, spec: JobSpec, files: FilesT, script: str
+        self, spec: JobSpec, files: FilesT, script_text: str
     ) -> tuple[list[str], str | None]:
         """The submit command's argv, and what it reads on stdin (None: nothing)."""
 
@@ -87,15 +86,15 @@ class BatchBackend(FileBackend, Generic[FilesT]):
     def parse_submitted(self, stdout: str) -> str:
         """The scheduler's job id from the submit command's answer."""
 
-    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
-        files = self.files(job_id)
+    def submit(self, job: JobSubmission) -> str:
+        spec, files = job.spec, self.files(job.job_id)
         try:
             files.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             files.program.write_text(render_program(spec, self.profile), encoding="utf-8")
             files.program.chmod(0o700)
             if spec.array:
-                write_indices(files.directory, job_id, spec.array.indices)
-            script = self.batch_script(job_id, spec, files, list(dependencies))
+                write_indices(files.directory, job.job_id, spec.array.indices)
+            script = self.render_script(job, files)
             files.script.write_text(script, encoding="utf-8")
         except OSError as e:
             raise BackendError(f"cannot prepare job directory {files.directory}: {e}") from e
@@ -108,7 +107,7 @@ class BatchBackend(FileBackend, Generic[FilesT]):
             argv,
             once,
             input_text=stdin,
-            env=job_environment(job_id, spec, self.profile),
+            env=job_environment(job, self.profile),
             cwd=str(files.directory),
         )
         if result.returncode != 0:
@@ -131,6 +130,19 @@ class BatchBackend(FileBackend, Generic[FilesT]):
             elif files.directory.exists():
                 prepared.append(job_id)
         return found, prepared
+
+    # -- cancel ----------------------------------------------------------------------
+
+    def cancel(self, jobs: Mapping[str, str]) -> None:
+        for chunk in chunks(sorted(set(jobs.values())), self.command_settings.query_chunk):
+            result = commands.run([self.cancel_command, *chunk], self.policy)
+            if result.returncode != 0 and not self.nothing_left(result):
+                raise result.error("could not cancel")
+
+    def nothing_left(self, result: commands.CommandResult) -> bool:
+        """Whether a cancel command that exited non-zero left nothing to stop (the jobs
+        had finished already, say)."""
+        return False
 
     # -- tasks without a scheduler answer ----------------------------------------------
 

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import ElementState, JobStatus
-from jobgate.workers.backends.base import Backend, LogChunk, Stream
+from jobgate.workers.backends.base import Backend, LogChunk, LogRange, ProfileT
+from jobgate.workers.backends.programs import ARRAY_INDEX_ENV
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool
     if index_variable:
         lines += [
             f'base="$base.${index_variable}"',
-            f"JOBGATE_ARRAY_INDEX=${index_variable}",
-            "export JOBGATE_ARRAY_INDEX",
+            f"{ARRAY_INDEX_ENV}=${index_variable}",
+            f"export {ARRAY_INDEX_ENV}",
         ]
     program = shlex.quote(str(files.program))
     if redirect:
@@ -93,6 +94,16 @@ def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool
         'mv "$base.exit.tmp" "$base.exit"',
         'exit "$code"',
     ]
+
+
+def batch_script(
+    directive: str, options: list[str], files: JobFiles, index_variable: str | None, *,
+    redirect: bool,
+) -> str:  # fmt: skip
+    """A batch script: ``#!/bin/sh``, one ``<directive> <option>`` line per option (e.g.
+    ``#SBATCH --mem=100M``), then the wrapper (see `wrapper_lines`)."""
+    lines = ["#!/bin/sh", *(f"{directive} {option}" for option in options)]
+    return "\n".join([*lines, *wrapper_lines(files, index_variable, redirect=redirect)]) + "\n"
 
 
 def epoch(value: float | None) -> datetime | None:
@@ -143,10 +154,9 @@ def exit_state(directory: Path, job_id: str, index: int | None) -> ElementState 
     )
 
 
-def read_output(
-    directory: Path, job_id: str, stream: Stream, offset: int, max_bytes: int, index: int | None
-) -> LogChunk:
-    """Up to `max_bytes` of a task's stdout or stderr from `offset` (first element by default)."""
+def read_output(directory: Path, job_id: str, wanted: LogRange) -> LogChunk:
+    """What `wanted` asks of a task's stdout or stderr (an array's first element by default)."""
+    index, offset = wanted.index, wanted.offset
     indices = read_indices(directory, job_id)
     if indices is not None:
         index = indices[0] if index is None else index
@@ -155,17 +165,17 @@ def read_output(
     elif index is not None:
         raise BackendError(f"job {job_id} is not an array; do not give an index")
     base = task_base(directory, job_id, index)
-    path = base.with_name(f"{base.name}.{'out' if stream == 'stdout' else 'err'}")
+    path = base.with_name(f"{base.name}.{'out' if wanted.stream == 'stdout' else 'err'}")
     try:
         with path.open("rb") as f:
             f.seek(offset)
-            data = f.read(max_bytes)
+            data = f.read(wanted.max_bytes)
     except FileNotFoundError:
         data = b""
     return LogChunk(data, offset + len(data))
 
 
-class FileBackend(Backend):
+class FileBackend(Backend[ProfileT]):
     """A backend whose jobs keep their files in one directory per job: output is read
     from there, the same way for every such backend."""
 
@@ -173,13 +183,5 @@ class FileBackend(Backend):
     def job_directory(self, job_id: str) -> Path:
         """The directory of the job with this jobgate id."""
 
-    def logs(
-        self,
-        job_id: str,
-        backend_id: str,
-        stream: Stream,
-        offset: int,
-        max_bytes: int,
-        index: int | None,
-    ) -> LogChunk:
-        return read_output(self.job_directory(job_id), job_id, stream, offset, max_bytes, index)
+    def logs(self, job_id: str, backend_id: str, wanted: LogRange) -> LogChunk:
+        return read_output(self.job_directory(job_id), job_id, wanted)

@@ -21,10 +21,11 @@ import psutil
 
 from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN
-from jobgate.client.models import ElementState, JobSpec, JobStatus
-from jobgate.client.profiles import ClusterProfile
-from jobgate.client.store import Observation
+from jobgate.client.models import ElementState, JobSpec, JobStatus, Observation
+from jobgate.client.profile_schema import LocalProfile
 from jobgate.workers.backends.base import (
+    CANCELLED_BY_USER,
+    JobSubmission,
     array_observation,
     task_observation,
 )
@@ -41,16 +42,14 @@ from jobgate.workers.backends.programs import job_environment, render_program
 
 SCRIPTS = Path(__file__).with_name("local_scripts")
 START_TIMEOUT_S = 10.0
-#: Worker settings that must not leak into a user's job environment.
-_PRIVATE_ENV_PREFIXES = ("JOBGATE_", "CELERY_")
 
 
-class LocalBackend(FileBackend):
+class LocalBackend(FileBackend[LocalProfile]):
     kind = "local"
 
-    def __init__(self, profile: ClusterProfile) -> None:
+    def __init__(self, profile: LocalProfile) -> None:
         super().__init__(profile)
-        self.settings = profile.local_settings
+        self.settings = profile.local
         self.work_dir = Path(self.settings.work_dir).expanduser()
 
     def job_directory(self, job_id: str) -> Path:
@@ -64,9 +63,10 @@ class LocalBackend(FileBackend):
         """Jobs whose runner was started (a runner record exists): backend id = job id."""
         return {j: j for j in job_ids if (self.job_directory(j) / f"{j}.proc").exists()}
 
-    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
-        if dependencies:
+    def submit(self, job: JobSubmission) -> str:
+        if job.dependencies:
             raise BackendError("the local backend does not support depends_on")
+        job_id, spec = job.job_id, job.spec
         directory = self.job_directory(job_id)
         if (directory / f"{job_id}.proc").exists():
             return job_id
@@ -92,7 +92,7 @@ class LocalBackend(FileBackend):
                     *indices,
                 ],
                 cwd=cwd,
-                env=job_environment(job_id, spec, self.profile),
+                env=job_environment(job, self.profile),
                 start_new_session=True,
             )
         except OSError as e:
@@ -159,13 +159,13 @@ class LocalBackend(FileBackend):
         if finished is not None:
             if cancelled and finished.status is JobStatus.FAILED:
                 return finished.model_copy(
-                    update={"status": JobStatus.CANCELLED, "reason": "cancelled by user"}
+                    update={"status": JobStatus.CANCELLED, "reason": CANCELLED_BY_USER}
                 )
             return finished
         element = index or 0
         if cancelled:
             return ElementState(index=element, status=JobStatus.CANCELLED,
-                                reason="cancelled by user", started_at=started)  # fmt: skip
+                                reason=CANCELLED_BY_USER, started_at=started)  # fmt: skip
         if runner_alive:
             status = JobStatus.RUNNING if started is not None else JobStatus.PENDING
             return ElementState(index=element, status=status, started_at=started)
@@ -205,8 +205,6 @@ class LocalBackend(FileBackend):
             else:
                 return
         raise BackendError(f"job {backend_id}: process group {pgid} survived SIGKILL")
-
-    # -- logs and discovery --------------------------------------------------------
 
 
 def group_members(pgid: int) -> list[int]:

@@ -9,21 +9,20 @@ sacct prints ``exit:signal``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from jobgate.client.errors import BackendError
-from jobgate.client.models import ElementState, JobStatus
-from jobgate.client.store import Observation
-from jobgate.workers.backends.base import array_observation, task_observation
+from jobgate.client.models import ElementState, JobStatus, Observation
+from jobgate.workers.backends.base import DEPENDENCY_FAILED, observe_tasks
 
 SQUEUE_FORMAT = (
     "JobID:0|,ArrayJobID:0|,ArrayTaskID:0|,Name:0|,State:0|,Reason:0|,"
     "StartTime:0|,EndTime:0|,exit_code:0|,DerivedEC:0"
 )
 SACCT_FIELDS = "jobid,jobidraw,jobname,state,exitcode,start,end"
-#: Reasons squeue gives while a job still waits, for which the gateway ends the job.
-DEPENDENCY_FAILED = "DependencyNeverSatisfied"
+#: The reason squeue gives a waiting job whose dependency failed: the gateway ends it.
+NEVER_SATISFIED = "DependencyNeverSatisfied"
 
 STATES: dict[str, JobStatus] = {
     **dict.fromkeys(
@@ -81,8 +80,14 @@ def _base_state(state: str) -> str:
     return state.split()[0] if state else state
 
 
-def squeue_argv(backend_ids: list[str]) -> list[str]:
+def query_argv(backend_ids: list[str]) -> list[str]:
+    """squeue for these jobs, one row per array element, finished ones included."""
     return ["squeue", "-h", "-t", "all", "-r", "-j", ",".join(backend_ids), "-O", SQUEUE_FORMAT]
+
+
+def discover_argv(names: list[str]) -> list[str]:
+    """squeue for the jobs of these names (jobgate's jobs submitted before)."""
+    return ["squeue", "-h", "-t", "all", "-r", "--name", ",".join(names), "-O", SQUEUE_FORMAT]
 
 
 def parse_squeue(text: str) -> list[SlurmRow]:
@@ -115,7 +120,7 @@ def parse_squeue(text: str) -> list[SlurmRow]:
     return rows
 
 
-def sacct_argv(backend_ids: list[str], accounting: str, since: datetime) -> list[str]:
+def history_argv(backend_ids: list[str], accounting: str, since: datetime) -> list[str]:
     """sacct for jobs gone from squeue: the accounting database, or the job completion file."""
     common = ["-P", "-n", "-o", SACCT_FIELDS, "-j", ",".join(backend_ids)]
     if accounting == "jobcomp":
@@ -155,8 +160,8 @@ def parse_sacct(text: str) -> list[SlurmRow]:
 def row_state(row: SlurmRow, *, requeue_preempted: bool = False) -> ElementState:
     """What one row means for jobgate: status, reason and exit code."""
     index = row.index or 0
-    if row.state == "PENDING" and row.reason == DEPENDENCY_FAILED:
-        return ElementState(index=index, status=JobStatus.FAILED, reason="dependency failed")
+    if row.state == "PENDING" and row.reason == NEVER_SATISFIED:
+        return ElementState(index=index, status=JobStatus.FAILED, reason=DEPENDENCY_FAILED)
     if row.state == "PREEMPTED" and requeue_preempted:
         return ElementState(index=index, status=JobStatus.PENDING, reason="preempted, requeued")
     status = STATES.get(row.state)
@@ -190,15 +195,10 @@ def _failure(row: SlurmRow) -> str:
 
 def observe(rows: list[SlurmRow], *, requeue_preempted: bool = False) -> Observation:
     """One jobgate job from its rows: a single job, or an array (one row per element)."""
-    if len(rows) == 1 and rows[0].index is None:
-        state = row_state(rows[0], requeue_preempted=requeue_preempted)
-        return task_observation(state, stop_on_scheduler=state.reason == "dependency failed")
-    elements = sorted(
-        (row_state(r, requeue_preempted=requeue_preempted) for r in rows if r.index is not None),
-        key=lambda e: e.index,
-    )
-    dependency = any(e.reason == "dependency failed" for e in elements)
-    seen = array_observation(elements, stop_on_scheduler=dependency)
-    if dependency and not seen.status.is_finished:
-        return replace(seen, status=JobStatus.FAILED, reason="dependency failed")
-    return seen
+    single = len(rows) == 1 and rows[0].index is None
+    states = [
+        row_state(r, requeue_preempted=requeue_preempted)
+        for r in rows
+        if single or r.index is not None
+    ]
+    return observe_tasks(states, single=single)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec
-from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
-from jobgate.workers.backends.jobfiles import JobFiles, wrapper_lines
+from jobgate.client.profile_schema import SlurmProfile
+from jobgate.workers.backends.base import JobSubmission
+from jobgate.workers.backends.jobfiles import JobFiles, batch_script
 from jobgate.workers.backends.programs import job_name
 
 _JOB_ID = re.compile(r"^(\d+)(?:;(\S+))?$")
@@ -39,19 +40,12 @@ def format_walltime(seconds: int) -> str:
     return f"{days}-{clock}" if days else clock
 
 
-def sbatch_directives(
-    job_id: str,
-    spec: JobSpec,
-    profile: ClusterProfile,
-    files: SlurmFiles,
-    dependencies: list[str],
-) -> list[str]:
+def directives(job: JobSubmission, profile: SlurmProfile, files: SlurmFiles) -> list[str]:
     """The #SBATCH options of a job: the spec's resources over the profile's settings."""
-    settings: SlurmSettings | None = profile.slurm
-    assert settings is not None, f"profile {profile.name} is not a Slurm profile"
+    spec, settings, dependencies = job.spec, profile.slurm, job.dependencies
     r = spec.resources
     options = [
-        f"--job-name={job_name(profile, job_id)}",
+        f"--job-name={job_name(profile, job.job_id)}",
         f"--output={files.output_pattern('out', spec.array is not None)}",
         f"--error={files.output_pattern('err', spec.array is not None)}",
         f"--cpus-per-task={r.cpus}",
@@ -75,22 +69,19 @@ def sbatch_directives(
     return options
 
 
-def render_batch_script(directives: list[str], files: SlurmFiles, array: bool) -> str:
+def render_script(options: list[str], files: SlurmFiles, array: bool) -> str:
     """The batch script: directives, then the wrapper that runs the program once."""
     index = "SLURM_ARRAY_TASK_ID" if array else None
-    lines = ["#!/bin/sh", *(f"#SBATCH {d}" for d in directives)]
-    return "\n".join([*lines, *wrapper_lines(files, index, redirect=False)]) + "\n"
+    return batch_script("#SBATCH", options, files, index, redirect=False)
 
 
-def sbatch_argv(profile: ClusterProfile, spec: JobSpec, script: Path) -> list[str]:
+def submit_argv(profile: SlurmProfile, spec: JobSpec, script: Path) -> list[str]:
     """sbatch's command line: the profile's extra arguments first, then the job's."""
-    settings = profile.slurm
-    assert settings is not None
     job_args = spec.slurm.extra_args if spec.slurm else []
-    return ["sbatch", "--parsable", *settings.extra_args, *job_args, str(script)]
+    return ["sbatch", "--parsable", *profile.slurm.extra_args, *job_args, str(script)]
 
 
-def parse_sbatch_parsable(stdout: str) -> str:
+def parse_submitted(stdout: str) -> str:
     """The job id from ``sbatch --parsable`` ("1234", or "1234;cluster")."""
     match = _JOB_ID.match(stdout.strip())
     if not match:

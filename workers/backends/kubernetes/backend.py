@@ -1,28 +1,25 @@
 """The Kubernetes backend: each jobgate job is a batch/v1 Job.
 
-Manifests and status are pure functions (kubernetes_manifest, kubernetes_status,
-re-exported here); kubernetes_api reaches the cluster through the official client
-or kubectl. Status is batched: per namespace in use, one labelled list of Jobs per
-poll, plus one labelled list of pods for the jobs not decided as succeeded (pending or
-running ones, and failed ones for their exit code). The backend id
-is ``<namespace>/<job name>``.
+Manifests and status are pure functions (manifest, status); api reaches the cluster
+through the official client or kubectl. Status is batched: per namespace in use, one
+labelled list of Jobs per poll, plus one labelled list of pods for the jobs not decided
+as succeeded (pending or running ones, and failed ones for their exit code). The backend
+id is ``<namespace>/<job name>``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jobgate.client.connection import tenant_from_env
 from jobgate.client.errors import BackendError
-from jobgate.client.models import JobSpec, JobStatus
-from jobgate.client.profile_schema import ClusterProfile, KubernetesSettings
-from jobgate.client.store import Observation
-from jobgate.workers.backends.base import Backend, LogChunk, Stream
-from jobgate.workers.backends.kubernetes_api import ClientApi, ClusterApi, KubectlApi
-from jobgate.workers.backends.kubernetes_manifest import (
+from jobgate.client.models import JobStatus, Observation
+from jobgate.client.profile_schema import KubernetesProfile, KubernetesSettings
+from jobgate.workers.backends.base import Backend, JobSubmission, LogChunk, LogRange, chunks
+from jobgate.workers.backends.kubernetes.api import ClientApi, ClusterApi, KubectlApi
+from jobgate.workers.backends.kubernetes.manifest import (
     LABEL_CLUSTER,
     LABEL_JOB_ID,
     LABEL_MANAGED_BY,
@@ -31,7 +28,7 @@ from jobgate.workers.backends.kubernetes_manifest import (
     namespace_of,
     render_job_manifest,
 )
-from jobgate.workers.backends.kubernetes_status import (
+from jobgate.workers.backends.kubernetes.status import (
     IMAGE_ERRORS,
     classify_job,
     exit_code,
@@ -40,19 +37,11 @@ from jobgate.workers.backends.kubernetes_status import (
     started_finished,
     timestamp,
 )
-from jobgate.workers.backends.programs import OWNER_ENV
-
-__all__ = ["KubernetesBackend", "classify_job", "render_job_manifest"]
 
 log = logging.getLogger(__name__)
 DELETED_OUTSIDE = "deleted outside jobgate"
 #: Label selectors are sent in URLs: this many job ids per pod list.
 SELECTOR_CHUNK = 100
-
-
-def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def _split(backend_id: str) -> tuple[str, str]:
@@ -74,16 +63,14 @@ def connect(settings: KubernetesSettings) -> ClusterApi:
         return KubectlApi(settings)
 
 
-class KubernetesBackend(Backend):
+class KubernetesBackend(Backend[KubernetesProfile]):
     kind = "kubernetes"
     keeps_output = False  # ttlSecondsAfterFinished deletes the Job, its pods and their logs
 
-    def __init__(self, profile: ClusterProfile) -> None:
+    def __init__(self, profile: KubernetesProfile) -> None:
         super().__init__(profile)
-        assert profile.kubernetes is not None
-        self.settings: KubernetesSettings = profile.kubernetes
+        self.settings = profile.kubernetes
         self.api = connect(self.settings)
-        self.tenant = tenant_from_env()
 
     def _selector(self) -> str:
         return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_CLUSTER}={label_value(self.profile.name)}"
@@ -93,12 +80,13 @@ class KubernetesBackend(Backend):
 
     # -- submit ------------------------------------------------------------------
 
-    def submit(self, job_id: str, spec: JobSpec, dependencies: Sequence[str] = ()) -> str:
-        if dependencies:
+    def submit(self, job: JobSubmission) -> str:
+        if job.dependencies:
             raise BackendError("the Kubernetes backend does not run dependencies")
-        owner = spec.env.get(OWNER_ENV, "")
-        manifest = render_job_manifest(spec, self.profile, job_id, tenant=self.tenant, owner=owner)
-        namespace = namespace_of(spec, self.settings)
+        manifest = render_job_manifest(
+            job.spec, self.profile, job.job_id, tenant=job.tenant, owner=job.owner
+        )
+        namespace = namespace_of(job.spec, self.settings)
         return f"{namespace}/{self.api.create_job(namespace, manifest)}"
 
     def find(self, job_id: str) -> str | None:
@@ -150,7 +138,7 @@ class KubernetesBackend(Backend):
 
     def _pods(self, namespace: str, job_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         pods: dict[str, list[dict[str, Any]]] = {}
-        for chunk in _chunks(sorted(job_ids), SELECTOR_CHUNK):
+        for chunk in chunks(sorted(job_ids), SELECTOR_CHUNK):
             selector = f"{LABEL_JOB_ID} in ({','.join(chunk)})"
             for pod in self.api.list_pods(namespace, selector):
                 job_id = ((pod.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB_ID)
@@ -193,19 +181,11 @@ class KubernetesBackend(Backend):
         for backend_id in sorted(set(jobs.values())):
             self.api.delete_job(*_split(backend_id))
 
-    def logs(
-        self,
-        job_id: str,
-        backend_id: str,
-        stream: Stream,
-        offset: int,
-        max_bytes: int,
-        index: int | None,
-    ) -> LogChunk:
-        if stream != "stdout":
+    def logs(self, job_id: str, backend_id: str, wanted: LogRange) -> LogChunk:
+        if wanted.stream != "stdout":
             raise BackendError("Kubernetes keeps one log per container, stdout and stderr "
                                "together: read stdout")  # fmt: skip
-        if index is not None:
+        if wanted.index is not None:
             raise BackendError(f"job {job_id} is not an array; do not give an index")
         namespace, _ = _split(backend_id)
         pods = list(
@@ -213,14 +193,14 @@ class KubernetesBackend(Backend):
         )
         # Read only up to the end of the chunk asked for: a long log is not fetched whole
         # for every chunk of it.
-        wanted = offset + max_bytes
+        end = wanted.offset + wanted.max_bytes
         read = b""
         for pod in pods:
-            if len(read) >= wanted:
+            if len(read) >= end:
                 break
             name = (pod.get("metadata") or {}).get("name", "")
             header = f"==> pod {name} <==\n".encode() if len(pods) > 1 else b""
-            limit = max(1, wanted - len(read) - len(header))
+            limit = max(1, end - len(read) - len(header))
             try:
                 text = self.api.pod_log(namespace, name, self.settings.container_name, limit)
             except BackendError as e:
@@ -228,5 +208,5 @@ class KubernetesBackend(Backend):
                     continue  # no output yet
                 raise
             read += header + text
-        data = read[offset:wanted]
-        return LogChunk(data, offset + len(data))
+        data = read[wanted.offset : end]
+        return LogChunk(data, wanted.offset + len(data))

@@ -16,9 +16,10 @@ import re
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec, format_array_text
-from jobgate.client.profile_schema import ClusterProfile, LsfSettings
-from jobgate.workers.backends.jobfiles import JobFiles, wrapper_lines
-from jobgate.workers.backends.programs import job_name
+from jobgate.client.profile_schema import LsfProfile, LsfSettings
+from jobgate.workers.backends.base import JobSubmission
+from jobgate.workers.backends.jobfiles import JobFiles, batch_script
+from jobgate.workers.backends.programs import CLUSTER_ENV, JOB_ID_ENV, OWNER_ENV, job_name
 
 _SUBMITTED = re.compile(r"^Job <(\d+)> is submitted to (?:default )?queue <([^>]*)>\.", re.M)
 #: Characters a directive value cannot hold: LSF reads #BSUB lines with shell-like quoting.
@@ -57,35 +58,29 @@ def _directive(flag: str, value: str | None = None) -> str:
     return f'{flag} "{value}"' if any(c.isspace() for c in value) else f"{flag} {value}"
 
 
-def _propagated(spec: JobSpec, settings: LsfSettings) -> str:
+def _propagated(job: JobSubmission, settings: LsfSettings) -> str:
     """bsub -env: everything, or only jobgate's variables and the job's own (by name:
     LSF takes the values from bsub's environment, so none is written down)."""
     if settings.env_mode == "all":
         return "all"
-    return ", ".join(["JOBGATE_JOB_ID", "JOBGATE_CLUSTER", *sorted(spec.env)])
+    own = {*job.spec.env, OWNER_ENV} if job.owner else set(job.spec.env)
+    return ", ".join([JOB_ID_ENV, CLUSTER_ENV, *sorted(own)])
 
 
-def bsub_directives(
-    job_id: str,
-    spec: JobSpec,
-    profile: ClusterProfile,
-    files: LsfFiles,
-    dependencies: list[str],
-) -> list[str]:
+def directives(job: JobSubmission, profile: LsfProfile, files: LsfFiles) -> list[str]:
     """The #BSUB lines of a job (without the prefix): the spec's resources over the
     profile's settings, less those `directives_skip` matches, then the profile's extra
     lines and the job's own."""
-    settings: LsfSettings | None = profile.lsf
-    assert settings is not None, f"profile {profile.name} is not an LSF profile"
+    spec, settings, dependencies = job.spec, profile.lsf, job.dependencies
     r = spec.resources
     generated = [
-        _directive("-J", array_name(job_name(profile, job_id), spec)),
+        _directive("-J", array_name(job_name(profile, job.job_id), spec)),
         _directive("-o", files.report_pattern("out")),
         _directive("-e", files.report_pattern("err")),
         _directive("-n", str(r.cpus)),
         _directive("-R", "span[hosts=1]"),
         _directive("-cwd", spec.working_dir or str(files.directory)),
-        _directive("-env", _propagated(spec, settings)),
+        _directive("-env", _propagated(job, settings)),
     ]
     if r.memory_mb:
         amount = str(memory_in_units(r.memory_mb, settings.lsf_units))
@@ -105,23 +100,20 @@ def bsub_directives(
     return [*kept, *extra, *own]
 
 
-def render_job_script(directives: list[str], files: LsfFiles, array: bool) -> str:
+def render_script(options: list[str], files: LsfFiles, array: bool) -> str:
     """The script bsub reads on stdin: #BSUB lines, then the wrapper that runs the program."""
     index = "LSB_JOBINDEX" if array else None
-    lines = ["#!/bin/sh", *(f"#BSUB {d}" for d in directives)]
-    return "\n".join([*lines, *wrapper_lines(files, index, redirect=True)]) + "\n"
+    return batch_script("#BSUB", options, files, index, redirect=True)
 
 
-def bsub_argv(profile: ClusterProfile, spec: JobSpec) -> list[str]:
+def submit_argv(profile: LsfProfile, spec: JobSpec) -> list[str]:
     """bsub's command line (the script comes on stdin): the profile's extra arguments
     first, then the job's."""
-    settings = profile.lsf
-    assert settings is not None
     job_args = spec.lsf.extra_args if spec.lsf else []
-    return ["bsub", *settings.extra_args, *job_args]
+    return ["bsub", *profile.lsf.extra_args, *job_args]
 
 
-def parse_bsub(stdout: str) -> str:
+def parse_submitted(stdout: str) -> str:
     """The job id from bsub's ``Job <N> is submitted to queue <Q>.``; other lines (an
     esub's notes, say) may come before it."""
     match = _SUBMITTED.search(stdout)

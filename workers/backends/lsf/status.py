@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from jobgate.client.errors import BackendError
-from jobgate.client.models import ElementState, JobStatus
-from jobgate.client.store import Observation
-from jobgate.workers.backends.base import array_observation, task_observation
+from jobgate.client.models import ElementState, JobStatus, Observation
+from jobgate.workers.backends.base import DEPENDENCY_FAILED, observe_tasks
 
 BJOBS_FIELDS = (
     "jobid jobindex job_name stat exit_code exit_reason pend_reason start_time finish_time"
@@ -74,7 +73,8 @@ class BjobsAnswer:
     not_found: set[str]
 
 
-def bjobs_argv(backend_ids: list[str]) -> list[str]:
+def query_argv(backend_ids: list[str]) -> list[str]:
+    """bjobs for these jobs, finished ones included, one record per array element."""
     return ["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, *backend_ids]
 
 
@@ -83,7 +83,8 @@ def discover_argv(prefix: str) -> list[str]:
     return ["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, "-J", f"{prefix}-*"]
 
 
-def bhist_argv(backend_ids: list[str]) -> list[str]:
+def history_argv(backend_ids: list[str]) -> list[str]:
+    """bhist for jobs bjobs has forgotten: how each ended, lines unwrapped."""
     return ["bhist", "-a", "-l", "-UF", *backend_ids]
 
 
@@ -238,6 +239,13 @@ def parse_bhist(stdout: str, stderr: str, returncode: int) -> list[LsfRow]:
     return [job.row() for job in jobs if job.stat]
 
 
+def nothing_left_to_cancel(stdout: str, stderr: str) -> bool:
+    """bkill exits non-zero when a job has finished or is gone: nothing is left to stop."""
+    fine = ("is being terminated", "has already finished", "is not found", "No matching job")
+    lines = [line for line in f"{stdout}\n{stderr}".splitlines() if line.strip()]
+    return all(any(f in line for f in fine) for line in lines)
+
+
 def _exit_reason(row: LsfRow) -> tuple[JobStatus, str]:
     """What an EXIT row means: CANCELLED when someone stopped it, else FAILED and why."""
     keyword = row.exit_reason.partition(":")[0].strip()
@@ -263,7 +271,7 @@ def row_state(row: LsfRow) -> ElementState:
     exit_code = row.exit_code
     if status is JobStatus.PENDING:
         if DEPENDENCY_NEVER_SATISFIED in row.pend_reason.lower():
-            return ElementState(index=index, status=JobStatus.FAILED, reason="dependency failed")
+            return ElementState(index=index, status=JobStatus.FAILED, reason=DEPENDENCY_FAILED)
         reason = row.pend_reason.strip().rstrip(";").strip() or None
     elif status is JobStatus.SUSPENDED or status is JobStatus.UNKNOWN:
         reason = row.stat
@@ -285,12 +293,6 @@ def row_state(row: LsfRow) -> ElementState:
 
 def observe(rows: list[LsfRow]) -> Observation:
     """One jobgate job from its rows: a single job, or an array (one row per element)."""
-    if len(rows) == 1 and rows[0].index is None:
-        state = row_state(rows[0])
-        return task_observation(state, stop_on_scheduler=state.reason == "dependency failed")
-    elements = sorted((row_state(r) for r in rows if r.index is not None), key=lambda e: e.index)
-    dependency = any(e.reason == "dependency failed" for e in elements)
-    seen = array_observation(elements, stop_on_scheduler=dependency)
-    if dependency and not seen.status.is_finished:
-        return replace(seen, status=JobStatus.FAILED, reason="dependency failed")
-    return seen
+    single = len(rows) == 1 and rows[0].index is None
+    states = [row_state(r) for r in rows if single or r.index is not None]
+    return observe_tasks(states, single=single)

@@ -1,6 +1,6 @@
 """The LSF backend: bsub, bjobs, bhist and bkill on the worker's host.
 
-Pure functions build scripts and read output (lsf_script, lsf_status); this
+Pure functions build scripts and read output (script, status); this
 module runs the commands, with timeouts and bounded retries for LSF's transient
 "please wait" answers. Status is batched: one ``bjobs -a -json`` per chunk of ids
 for all active jobs. Jobs bjobs no longer lists (after CLEAN_PERIOD) are judged
@@ -13,29 +13,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from jobgate.client.models import JobSpec, JobStatus
-from jobgate.client.profile_schema import ClusterProfile, LsfSettings
-from jobgate.client.store import Observation
+from jobgate.client.models import JobSpec, JobStatus, Observation
+from jobgate.client.profile_schema import LsfProfile
 from jobgate.workers.backends import commands
-from jobgate.workers.backends.base import array_observation
-from jobgate.workers.backends.batch import BatchBackend, chunks
-from jobgate.workers.backends.lsf_script import (
-    LsfFiles,
-    bsub_argv,
-    bsub_directives,
-    parse_bsub,
-    render_job_script,
-)
-from jobgate.workers.backends.lsf_status import (
+from jobgate.workers.backends.base import JobSubmission, array_observation, chunks
+from jobgate.workers.backends.batch import BatchBackend
+from jobgate.workers.backends.lsf import script
+from jobgate.workers.backends.lsf.script import LsfFiles
+from jobgate.workers.backends.lsf.status import (
     BjobsAnswer,
     LsfRow,
     base_name,
-    bhist_argv,
-    bjobs_argv,
     discover_argv,
+    history_argv,
+    nothing_left_to_cancel,
     observe,
     parse_bhist,
     parse_bjobs,
+    query_argv,
     row_state,
 )
 from jobgate.workers.backends.programs import job_name
@@ -51,31 +46,29 @@ TRANSIENT = (
 )
 
 
-class LsfBackend(BatchBackend[LsfFiles]):
+class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
     kind = "lsf"
     transient = TRANSIENT
     unknown_reason = "not in bjobs or bhist, and no exit record"
+    cancel_command = "bkill"
 
-    def __init__(self, profile: ClusterProfile) -> None:
-        assert profile.lsf is not None
-        self.settings: LsfSettings = profile.lsf
+    def __init__(self, profile: LsfProfile) -> None:
+        self.settings = profile.lsf
         super().__init__(profile, self.settings, self.settings.work_dir, LsfFiles)
 
     # -- submit ------------------------------------------------------------------
 
-    def batch_script(
-        self, job_id: str, spec: JobSpec, files: LsfFiles, dependencies: list[str]
-    ) -> str:
-        directives = bsub_directives(job_id, spec, self.profile, files, dependencies)
-        return render_job_script(directives, files, spec.array is not None)
+    def render_script(self, job: JobSubmission, files: LsfFiles) -> str:
+        options = script.directives(job, self.profile, files)
+        return script.render_script(options, files, job.spec.array is not None)
 
     def submit_command(
-        self, spec: JobSpec, files: LsfFiles, script: str
+        self, spec: JobSpec, files: LsfFiles, script_text: str
     ) -> tuple[list[str], str | None]:
-        return bsub_argv(self.profile, spec), script  # bsub < script
+        return script.submit_argv(self.profile, spec), script_text  # bsub < script
 
     def parse_submitted(self, stdout: str) -> str:
-        return parse_bsub(stdout)
+        return script.parse_submitted(stdout)
 
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Jobs submitted before: by the id file bsub's answer left, else by name among the
@@ -96,7 +89,7 @@ class LsfBackend(BatchBackend[LsfFiles]):
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
         listed: dict[str, list[LsfRow]] = {}
         for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            for row in self._bjobs(bjobs_argv(chunk)).rows:
+            for row in self._bjobs(query_argv(chunk)).rows:
                 listed.setdefault(row.job_id, []).append(row)
         result = {}
         unexplained: dict[str, str] = {}
@@ -127,25 +120,13 @@ class LsfBackend(BatchBackend[LsfFiles]):
         """What bhist says of finished jobs, by backend id."""
         found: dict[str, list[LsfRow]] = {}
         for chunk in chunks(backend_ids, self.settings.query_chunk):
-            result = commands.run(bhist_argv(chunk), self.policy)
+            result = commands.run(history_argv(chunk), self.policy)
             for row in parse_bhist(result.stdout, result.stderr, result.returncode):
                 found.setdefault(row.job_id, []).append(row)
         return found
 
-    # -- cancel ----------------------------------------------------------------------
-
-    def cancel(self, jobs: Mapping[str, str]) -> None:
-        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            result = commands.run(["bkill", *chunk], self.policy)
-            if result.returncode != 0 and not _nothing_left(result.stdout, result.stderr):
-                raise result.error("could not cancel")
-
-
-def _nothing_left(stdout: str, stderr: str) -> bool:
-    """bkill exits non-zero when a job has finished or is gone: nothing is left to stop."""
-    fine = ("is being terminated", "has already finished", "is not found", "No matching job")
-    lines = [line for line in f"{stdout}\n{stderr}".splitlines() if line.strip()]
-    return all(any(f in line for f in fine) for line in lines)
+    def nothing_left(self, result: commands.CommandResult) -> bool:
+        return nothing_left_to_cancel(result.stdout, result.stderr)
 
 
 def _with_history(seen: Observation, rows: list[LsfRow]) -> Observation:

@@ -1,6 +1,6 @@
 """The Slurm backend: sbatch, squeue, sacct and scancel on the worker's host.
 
-Pure functions build scripts and read output (slurm_script, slurm_status); this
+Pure functions build scripts and read output (script, status); this
 module runs the commands, with timeouts and bounded retries. Status is batched:
 one squeue per chunk of ids (chunks at bounded concurrency) for all active jobs,
 then one sacct for the jobs that left the queue, then the exit records the job
@@ -15,28 +15,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from jobgate.client.ids import created_at
-from jobgate.client.models import JobSpec
-from jobgate.client.profile_schema import ClusterProfile, SlurmSettings
-from jobgate.client.store import Observation
+from jobgate.client.models import JobSpec, Observation
+from jobgate.client.profile_schema import SlurmProfile
 from jobgate.workers.backends import commands
-from jobgate.workers.backends.batch import BatchBackend, chunks
+from jobgate.workers.backends.base import JobSubmission, chunks
+from jobgate.workers.backends.batch import BatchBackend
 from jobgate.workers.backends.jobfiles import read_indices
 from jobgate.workers.backends.programs import job_name
-from jobgate.workers.backends.slurm_script import (
-    SlurmFiles,
-    parse_sbatch_parsable,
-    render_batch_script,
-    sbatch_argv,
-    sbatch_directives,
-)
-from jobgate.workers.backends.slurm_status import (
-    SQUEUE_FORMAT,
+from jobgate.workers.backends.slurm import script
+from jobgate.workers.backends.slurm.script import SlurmFiles
+from jobgate.workers.backends.slurm.status import (
     SlurmRow,
+    discover_argv,
+    history_argv,
     observe,
     parse_sacct,
     parse_squeue,
-    sacct_argv,
-    squeue_argv,
+    query_argv,
 )
 
 #: What Slurm commands print when the controller is busy or unreachable.
@@ -50,31 +45,29 @@ TRANSIENT = (
 )
 
 
-class SlurmBackend(BatchBackend[SlurmFiles]):
+class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
     kind = "slurm"
     transient = TRANSIENT
     unknown_reason = "not in squeue or sacct, and no exit record"
+    cancel_command = "scancel"
 
-    def __init__(self, profile: ClusterProfile) -> None:
-        assert profile.slurm is not None
-        self.settings: SlurmSettings = profile.slurm
+    def __init__(self, profile: SlurmProfile) -> None:
+        self.settings = profile.slurm
         super().__init__(profile, self.settings, self.settings.work_dir, SlurmFiles)
 
     # -- submit ------------------------------------------------------------------
 
-    def batch_script(
-        self, job_id: str, spec: JobSpec, files: SlurmFiles, dependencies: list[str]
-    ) -> str:
-        directives = sbatch_directives(job_id, spec, self.profile, files, dependencies)
-        return render_batch_script(directives, files, spec.array is not None)
+    def render_script(self, job: JobSubmission, files: SlurmFiles) -> str:
+        options = script.directives(job, self.profile, files)
+        return script.render_script(options, files, job.spec.array is not None)
 
     def submit_command(
-        self, spec: JobSpec, files: SlurmFiles, script: str
+        self, spec: JobSpec, files: SlurmFiles, script_text: str
     ) -> tuple[list[str], str | None]:
-        return sbatch_argv(self.profile, spec, files.script), None
+        return script.submit_argv(self.profile, spec, files.script), None
 
     def parse_submitted(self, stdout: str) -> str:
-        return parse_sbatch_parsable(stdout)
+        return script.parse_submitted(stdout)
 
     def discover(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Jobs submitted before: by the id file sbatch's answer left, else by name in squeue.
@@ -85,18 +78,7 @@ class SlurmBackend(BatchBackend[SlurmFiles]):
         found, prepared = self.saved_or_prepared(job_ids)
         names = {job_name(self.profile, j): j for j in prepared}
         for chunk in chunks(sorted(names), self.settings.query_chunk):
-            argv = [
-                "squeue",
-                "-h",
-                "-t",
-                "all",
-                "-r",
-                "--name",
-                ",".join(chunk),
-                "-O",
-                SQUEUE_FORMAT,
-            ]
-            for row in self._rows(argv, parse_squeue):
+            for row in self._rows(discover_argv(chunk), parse_squeue):
                 if row.name in names:
                     found[names[row.name]] = row.array_job_id
         return found
@@ -107,7 +89,7 @@ class SlurmBackend(BatchBackend[SlurmFiles]):
         ids = sorted(set(jobs.values()))
         with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
             batches = pool.map(
-                lambda chunk: self._rows(squeue_argv(chunk), parse_squeue),
+                lambda chunk: self._rows(query_argv(chunk), parse_squeue),
                 chunks(ids, self.settings.query_chunk),
             )
             queued: dict[str, list[SlurmRow]] = {}
@@ -138,8 +120,9 @@ class SlurmBackend(BatchBackend[SlurmFiles]):
             return {}
         since = min(created_at(j) for j in jobs) - timedelta(days=1)
         found: dict[str, list[SlurmRow]] = {}
+        accounting = self.settings.accounting
         for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            for row in self._rows(sacct_argv(chunk, self.settings.accounting, since), parse_sacct):
+            for row in self._rows(history_argv(chunk, accounting, since), parse_sacct):
                 found.setdefault(row.array_job_id, []).append(row)
         return found
 
@@ -152,11 +135,3 @@ class SlurmBackend(BatchBackend[SlurmFiles]):
         if history and read_indices(self.files(job_id).directory, job_id) is None:
             return observe(history[:1], requeue_preempted=self.settings.requeue_preempted)
         return self.observe_from_files(job_id)
-
-    # -- cancel and logs --------------------------------------------------------------
-
-    def cancel(self, jobs: Mapping[str, str]) -> None:
-        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            result = commands.run(["scancel", *chunk], self.policy)
-            if result.returncode != 0:
-                raise result.error("could not cancel")

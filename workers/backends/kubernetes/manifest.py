@@ -12,8 +12,8 @@ from typing import Any
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec, Toleration, Volume
-from jobgate.client.profile_schema import ClusterProfile, KubernetesSettings, NamespaceOverrides
-from jobgate.workers.backends.programs import job_name
+from jobgate.client.profile_schema import KubernetesProfile, KubernetesSettings, NamespaceOverrides
+from jobgate.workers.backends.programs import job_name, jobgate_variables
 
 #: Label keys jobgate puts on its Jobs and their pods.
 LABEL_JOB_ID = "jobgate.io/job-id"
@@ -25,6 +25,8 @@ MANAGED_BY = "jobgate"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 #: Where a `script` spec is written inside the container before it runs.
 SCRIPT_PATH = "/tmp/jobgate-script"  # noqa: S108 - inside the job's own container
+#: The variable that carries a `script` spec into the container.
+SCRIPT_ENV = "JOBGATE_SCRIPT"
 
 
 def label_value(text: str) -> str:
@@ -36,7 +38,7 @@ def namespace_of(spec: JobSpec, settings: KubernetesSettings) -> str:
     return (spec.kubernetes.namespace if spec.kubernetes else None) or settings.namespace
 
 
-def job_labels(profile: ClusterProfile, job_id: str, tenant: str, owner: str) -> dict[str, str]:
+def job_labels(profile: KubernetesProfile, job_id: str, tenant: str, owner: str) -> dict[str, str]:
     labels = {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_JOB_ID: job_id,
@@ -57,13 +59,13 @@ def _container_command(spec: JobSpec) -> tuple[list[str], dict[str, str]]:
     if spec.command is not None:
         return ["/bin/sh", "-c", spec.command], {}
     assert spec.script is not None
-    run = f'printf %s "$JOBGATE_SCRIPT" > {SCRIPT_PATH} && chmod +x {SCRIPT_PATH} && '
+    run = f'printf %s "${SCRIPT_ENV}" > {SCRIPT_PATH} && chmod +x {SCRIPT_PATH} && '
     run += f"exec {SCRIPT_PATH}" if spec.script.startswith("#!") else f"exec /bin/sh {SCRIPT_PATH}"
-    return ["/bin/sh", "-c", run], {"JOBGATE_SCRIPT": spec.script}
+    return ["/bin/sh", "-c", run], {SCRIPT_ENV: spec.script}
 
 
-def _env(spec: JobSpec, profile: ClusterProfile, job_id: str, extra: dict[str, str]) -> list[Any]:
-    values = {**spec.env, **extra, "JOBGATE_JOB_ID": job_id, "JOBGATE_CLUSTER": profile.name}
+def _env(spec: JobSpec, extra: dict[str, str], jobgate: dict[str, str]) -> list[Any]:
+    values = {**spec.env, **extra, **jobgate}
     env: list[Any] = [{"name": k, "value": v} for k, v in sorted(values.items())]
     for name, ref in sorted(spec.secret_env.items()):
         kind, _, target = ref.partition(":")
@@ -161,21 +163,18 @@ def _overridden(override: NamespaceOverrides | None, settings: KubernetesSetting
     return list(chosen if chosen is not None else getattr(settings, field))
 
 
-def ttl_after_finished_s(profile: ClusterProfile) -> int:
+def ttl_after_finished_s(profile: KubernetesProfile) -> int:
     """How long Kubernetes keeps a finished Job: well past the longest poll gap."""
-    settings = profile.kubernetes
-    assert settings is not None
-    if settings.ttl_after_finished_s is not None:
-        return settings.ttl_after_finished_s
+    if profile.kubernetes.ttl_after_finished_s is not None:
+        return profile.kubernetes.ttl_after_finished_s
     return max(3600, int(10 * profile.poll_interval_max_s))
 
 
 def render_job_manifest(
-    spec: JobSpec, profile: ClusterProfile, job_id: str, *, tenant: str = "", owner: str = ""
+    spec: JobSpec, profile: KubernetesProfile, job_id: str, *, tenant: str = "", owner: str = ""
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs `spec` (secret values never appear: only references)."""
     settings = profile.kubernetes
-    assert settings is not None, f"profile {profile.name} is not a Kubernetes profile"
     namespace = namespace_of(spec, settings)
     override = settings.namespace_overrides.get(namespace)
     options = spec.kubernetes
@@ -191,7 +190,7 @@ def render_job_manifest(
         "image": image,
         "imagePullPolicy": (override and override.image_pull_policy) or settings.image_pull_policy,
         "command": command,
-        "env": _env(spec, profile, job_id, extra_env),
+        "env": _env(spec, extra_env, jobgate_variables(job_id, profile.name, owner)),
         "resources": _resources(spec, settings),
     }
     if spec.working_dir:
