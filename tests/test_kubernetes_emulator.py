@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,17 +20,15 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from conftest import wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "emulators" / "kubernetes"))
-
-from kubeemu import (
+from tests.emulators.kubernetes.kubeemu import (
     KubeApiServer,
     Outcome,
     Rule,
     timefmt,
 )
-from kubeemu import selectors as label_selectors
+from tests.emulators.kubernetes.kubeemu import selectors as label_selectors
+from tests.support.waiting import wait_for
 
 kubernetes = pytest.importorskip("kubernetes", reason="pip install 'kubernetes>=37,<38'")
 from kubernetes import client, config, watch  # noqa: E402
