@@ -1,4 +1,5 @@
-"""Fixtures: a real redis-server on a free loopback port, real workers as subprocesses.
+"""Fixtures: a real redis-server on a free loopback port, real workers as subprocesses,
+the private Slurm and the LSF emulator. Helpers live in tests/support.
 
 Each test gets its own tenant, so its keys, queues and Celery traffic are apart
 from every other test's, on one Redis started for the session.
@@ -6,26 +7,23 @@ from every other test's, on one Redis started for the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import contextlib
-
-import devstack
 
 from jobgate.client import Gateway
+from scripts import devstack
+from tests.support.local import write_local_profile
+from tests.support.lsf import LsfEmulator
+from tests.support.slurm import LocalSlurm
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 
 @pytest.fixture(scope="session")
@@ -63,37 +61,25 @@ def work_dir(tmp_path: Path) -> Iterator[Path]:
             os.killpg(int(json.loads(proc_file.read_text())["pgid"]), signal.SIGKILL)
 
 
-ProfileFactory = Callable[..., Path]
-
-
 @pytest.fixture
 def make_profile(tmp_path: Path, work_dir: Path) -> ProfileFactory:
     """Write a local-backend profile (fast, fixed polling: `poll_s`) and return its path."""
 
     def make(name: str = "local", poll_s: float = 0.2, **overrides: Any) -> Path:
-        data: dict[str, Any] = {
-            "name": name,
-            "backend": "local",
-            "local": {"work_dir": str(work_dir), "cancel_grace_s": 2},
-            "poll_interval_min_s": poll_s,
-            "poll_interval_max_s": poll_s,
-            "reconcile_interval_s": 1,
-            "lease_ttl_s": 3,
-        }
-        data.update(overrides)
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return path
+        return write_local_profile(tmp_path, work_dir, name, poll_s, **overrides)
 
     return make
 
 
-WorkerFactory = Callable[..., devstack.Worker]
-
-
 @pytest.fixture
 def start_worker(tmp_path: Path, redis_url: str, tenant: str) -> Iterator[WorkerFactory]:
-    """Start `jobgate worker` subprocesses; all are stopped at the end of the test."""
+    """Start `jobgate worker` subprocesses; all are killed at the end of the test.
+
+    Killed, not stopped: nothing after a test needs its workers to shut down cleanly (a
+    test of a clean stop stops its worker itself), and a clean stop of a prefork worker
+    takes about 2 s (billiard's pool processes sleep 1 s on their way out), which over
+    the suite's hundred-odd workers adds minutes. Each test has its own tenant, so what
+    a killed worker leaves in Redis is seen by no other test."""
     workers: list[devstack.Worker] = []
 
     def start(
@@ -116,60 +102,7 @@ def start_worker(tmp_path: Path, redis_url: str, tenant: str) -> Iterator[Worker
 
     yield start
     for worker in workers:
-        worker.stop()
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy, and return that; fail the test if not."""
-    result = None
-
-    def truthy() -> bool:
-        nonlocal result
-        result = check()
-        return bool(result)
-
-    try:
-        devstack.wait_until(truthy, timeout_s, what)
-    except RuntimeError as e:
-        pytest.fail(str(e))
-    return result
-
-
-def counting_shim(directory: Path, real: Path) -> Path:
-    """A stand-in for the command `real`, in `directory` (to put first on PATH) under the
-    same name, that counts its calls and runs the real one; returns the count file."""
-    directory.mkdir()
-    calls = directory / "calls"
-    calls.touch()
-    shim = directory / real.name
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
-    shim.chmod(0o755)
-    return calls
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class LocalSlurm:
-    """The private one-node Slurm that scripts/slurm-local runs, for the Slurm tests."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.conf = directory / "slurm.conf"
-
-    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "slurm-local"), "--dir", str(self.directory), *args],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
-
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "SLURM_CONF": str(self.conf)}
-
-    def run(self, *argv: str) -> str:
-        """A Slurm client command against this cluster (squeue, scontrol...)."""
-        return subprocess.run(list(argv), env=self.env(), capture_output=True, text=True,
-                              timeout=60, check=True).stdout  # fmt: skip
+        worker.kill()
 
 
 @pytest.fixture(scope="session")
@@ -185,3 +118,14 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSlurm]:
         pytest.skip(why)
     yield cluster
     cluster.command("stop", "--cancel-jobs")
+
+
+@pytest.fixture
+def lsf(tmp_path: Path) -> Iterator[LsfEmulator]:
+    """An emulated LSF cluster of the test's own (a minute lasts 2 s, limits in MB);
+    every process it started is ended in teardown."""
+    directory = tmp_path / "lsf-state"
+    directory.mkdir()
+    cluster = LsfEmulator(directory, LSF_EMULATOR_MINUTE_S="2", LSF_UNIT_FOR_LIMITS="MB")
+    yield cluster
+    cluster.stop()

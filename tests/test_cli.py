@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
-
-from conftest import ProfileFactory, WorkerFactory
 
 from jobgate.client import Gateway
-
-JOBGATE = str(Path(sys.executable).parent / "jobgate")
-
-
-def jobgate(gateway: Gateway, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JOBGATE_URL": gateway.url, "JOBGATE_TENANT": gateway.tenant}
-    return subprocess.run(
-        [JOBGATE, *args], env=env, capture_output=True, text=True, timeout=120, check=check
-    )
+from tests.support.cli import JOBGATE, jobgate
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 
 def test_submit_wait_logs_list(

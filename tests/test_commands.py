@@ -7,10 +7,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_for
 
 from jobgate.client.errors import BackendError, SchedulerUnavailableError
 from jobgate.workers.backends.commands import RetryPolicy, run, run_once
+from tests.support.waiting import wait_for
 
 FAST = RetryPolicy(timeout_s=5, attempts=3, backoff_s=0.01, transient=("Socket timed out",))
 

@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ProfileFactory, WorkerFactory
 
 from jobgate.client import Gateway, JobSpec, JobStatus
 from jobgate.client.errors import BackendError
 from jobgate.client.policy import evaluate_policy
 from jobgate.client.profiles import load_profile
 from jobgate.workers.backends.programs import render_program
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 STAND_IN = """#!/bin/sh
 printf '%s\\n' "$@" > "$(dirname "$0")/calls"

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from celery.result import AsyncResult
-from test_store import make_record
 
 from jobgate.client import Gateway, JobRecord, JobSpec, JobStatus, routing
 from jobgate.client.celeryconf import make_celery
@@ -25,6 +24,7 @@ from jobgate.workers.context import ClusterContext
 from jobgate.workers.polling import PollOutcome, poll_step, refresh, start_chain
 from jobgate.workers.submission import SubmitOutcome
 from tests.support.broker import queued_tasks
+from tests.support.records import make_record
 from tests.support.scripted_backend import ScriptedBackend
 
 CLUSTER = "c1"
@@ -41,7 +41,9 @@ def ctx(gateway: Gateway) -> Iterator[ClusterContext]:
     })  # fmt: skip
     app = make_celery(gateway.url, gateway.tenant)
     publish_worker(gateway.coordination, "test-worker", [profile], ttl_s=600)
-    yield ClusterContext(profile, ScriptedBackend(profile), gateway.store, gateway.coordination, app)
+    yield ClusterContext(
+        profile, ScriptedBackend(profile), gateway.store, gateway.coordination, app
+    )
     app.close()
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import devstack
 import redis
 import yaml
+
+from scripts import devstack
 
 ROOT = Path(__file__).resolve().parents[1]
 

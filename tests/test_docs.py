@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import profile_reference
+from scripts import profile_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

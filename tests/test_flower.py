@@ -7,11 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import devstack
-from conftest import ProfileFactory, WorkerFactory, wait_for
-from test_gateway_e2e import TIMEOUT_S
-
 from jobgate.client import Gateway, JobSpec, routing
+from scripts import devstack
+from tests.support.waiting import TIMEOUT_S, wait_for
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 
 def _tasks(flower: devstack.Flower) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,17 +20,15 @@ from typing import Any
 from unittest.mock import ANY
 
 import pytest
-from conftest import wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "emulators" / "kubernetes"))
-
-from kubeemu import (
+from tests.emulators.kubernetes.kubeemu import (
     KubeApiServer,
     Outcome,
     Rule,
     timefmt,
 )
-from kubeemu import selectors as label_selectors
+from tests.emulators.kubernetes.kubeemu import selectors as label_selectors
+from tests.support.waiting import wait_for
 
 kubernetes = pytest.importorskip("kubernetes", reason="pip install 'kubernetes>=37,<38'")
 from kubernetes import client, config, watch  # noqa: E402
@@ -681,6 +678,273 @@ def test_automatic_mode_runs_jobs(api: KubeApiServer, kube: Kube) -> None:
     assert kube.batch.read_namespaced_job("bad", NS).status.failed == 2
 
 
+# --- process mode: pods run their command as local processes --------------------------------
+
+
+def process_job(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    """A Job whose container runs ``/bin/sh -c script``; ``spec`` adds Job spec fields."""
+    body = job_body(name)
+    body["spec"]["template"]["spec"]["containers"][0]["command"] = ["/bin/sh", "-c", script]
+    body["spec"].update(spec)
+    return body
+
+
+def container_of(body: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = body["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def job_finished(kube: Kube, name: str) -> tuple[str, str] | None:
+    """(Complete or Failed, reason) once the Job has finished."""
+    for c in kube.batch.read_namespaced_job(name, NS).status.conditions or []:
+        if c.type in ("Complete", "Failed") and c.status == "True":
+            return str(c.type), str(c.reason)
+    return None
+
+
+def only_pod(api: KubeApiServer, job: str) -> str:
+    """The name of the Job's one pod, once it exists."""
+    pods = wait_for(lambda: api.pods(NS, job_name=job), DEADLINE_S, f"a pod for {job}")
+    assert len(pods) == 1
+    return str(pods[0]["metadata"]["name"])
+
+
+def pod_log(kube: Kube, pod: str) -> str:
+    """The log as the server sent it (the client would parse a log like "7\\n" as JSON)."""
+    return bytes(kube.core.read_namespaced_pod_log(pod, NS, _preload_content=False).data).decode()
+
+
+def wait_for_log(kube: Kube, pod: str, text: str) -> None:
+    """Wait until the pod runs and its log so far is ``text``."""
+    wait_for(
+        lambda: kube.core.read_namespaced_pod(pod, NS).status.phase == "Running",
+        DEADLINE_S,
+        f"{pod} to run",
+    )
+    wait_for(
+        lambda: pod_log(kube, pod) == text,
+        DEADLINE_S,
+        f"{text!r} in the log of {pod}",
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def pid_from(path: Path) -> int:
+    text = wait_for(lambda: path.exists() and path.read_text().strip(), DEADLINE_S, str(path))
+    return int(text)
+
+
+# writes its pid (the container's main process, as exec keeps it) and waits for good; a real
+# kubelet would turn "$$" into "$" (kubeemu runs commands as written, see its README)
+SLEEPER = "echo $$ > pid; echo started; exec sleep 600"
+
+
+def test_process_output_is_streamed_while_it_runs(
+    api: KubeApiServer, kube: Kube, tmp_path: Path
+) -> None:
+    api.start_processes(work_dir=tmp_path)
+    script = "echo first; echo oops >&2; while [ ! -e go ]; do sleep 0.05; done; echo second"
+    kube.batch.create_namespaced_job(NS, process_job("stream", script))
+    pod = only_pod(api, "stream")
+    wait_for_log(kube, pod, "first\noops\n")  # stdout and stderr, as they are written
+    running = kube.core.read_namespaced_pod(pod, NS).status
+    assert running.phase == "Running"
+    assert running.container_statuses[0].state.running.started_at is not None
+    assert kube.batch.read_namespaced_job("stream", NS).status.ready == 1
+    follow = kube.core.read_namespaced_pod_log(
+        pod, NS, follow=True, _preload_content=False, _request_timeout=DEADLINE_S
+    )
+    (tmp_path / "go").touch()
+    assert follow.data == b"first\noops\nsecond\n"  # follow ends when the container stops
+    assert wait_for(lambda: job_finished(kube, "stream"), DEADLINE_S, "stream to finish") == (
+        "Complete",
+        "CompletionsReached",
+    )
+    done = kube.core.read_namespaced_pod(pod, NS).status
+    terminated = done.container_statuses[0].state.terminated
+    assert done.phase == "Succeeded"
+    assert (terminated.exit_code, terminated.reason) == (0, "Completed")
+    assert kube.batch.read_namespaced_job("stream", NS).status.succeeded == 1
+
+
+@pytest.mark.parametrize("backoff_limit", [0, 1])
+def test_process_exit_code_fails_the_job(
+    api: KubeApiServer, kube: Kube, backoff_limit: int
+) -> None:
+    api.start_processes()
+    kube.batch.create_namespaced_job(
+        NS, process_job("three", "echo trying; exit 3", backoffLimit=backoff_limit)
+    )
+    finished = wait_for(lambda: job_finished(kube, "three"), DEADLINE_S, "three to fail")
+    assert finished == ("Failed", "BackoffLimitExceeded")
+    assert kube.batch.read_namespaced_job("three", NS).status.failed == backoff_limit + 1
+    pods = kube.core.list_namespaced_pod(NS, label_selector="job-name=three").items
+    assert len(pods) == backoff_limit + 1  # a new pod per retry
+    for pod in pods:
+        terminated = pod.status.container_statuses[0].state.terminated
+        assert pod.status.phase == "Failed"
+        assert (terminated.exit_code, terminated.reason) == (3, "Error")
+        assert pod_log(kube, pod.metadata.name) == "trying\n"
+
+
+def test_a_command_that_cannot_start_is_a_start_error(api: KubeApiServer, kube: Kube) -> None:
+    api.start_processes()
+    body = job_body("missing")
+    body["spec"]["backoffLimit"] = 0
+    container_of(body)["command"] = ["kubeemu-no-such-program"]
+    kube.batch.create_namespaced_job(NS, body)
+    assert wait_for(lambda: job_finished(kube, "missing"), DEADLINE_S, "missing to fail") == (
+        "Failed",
+        "BackoffLimitExceeded",
+    )
+    pod = kube.core.read_namespaced_pod(only_pod(api, "missing"), NS)
+    terminated = pod.status.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (128, "StartError")
+    assert 'exec: "kubeemu-no-such-program": executable file not found' in terminated.message
+
+
+def test_process_gets_env_and_working_dir(api: KubeApiServer, kube: Kube, tmp_path: Path) -> None:
+    default_dir, working_dir = tmp_path / "default", tmp_path / "wd"
+    default_dir.mkdir()
+    working_dir.mkdir()
+    api.start_processes(env={"PATH": os.environ["PATH"], "BASE": "b"}, work_dir=default_dir)
+    script = 'pwd; echo "$BASE $FROM_SPEC [$EMPTY] ${SECRET-unset} ${HOME-no home}"'
+    for name, where in (("here", str(working_dir)), ("elsewhere", str(tmp_path / "absent"))):
+        body = process_job(name, script)
+        container_of(body)["workingDir"] = where
+        container_of(body)["env"] = [
+            {"name": "FROM_SPEC", "value": "spec"},
+            {"name": "EMPTY"},
+            {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        ]
+        kube.batch.create_namespaced_job(NS, body)
+    for name, cwd in (("here", working_dir), ("elsewhere", default_dir)):
+        assert wait_for(lambda n=name: job_finished(kube, n), DEADLINE_S, f"{name} to finish")
+        log = pod_log(kube, only_pod(api, name))
+        # HOME: only the env given; SECRET: valueFrom entries are left out
+        assert log == f"{cwd.resolve()}\nb spec [] unset no home\n"
+
+
+@pytest.mark.parametrize("policy", ["Background", "Foreground", "Orphan"])
+def test_deleting_a_job_kills_its_process(
+    api: KubeApiServer, kube: Kube, tmp_path: Path, policy: str
+) -> None:
+    api.start_processes(work_dir=tmp_path)
+    kube.batch.create_namespaced_job(NS, process_job("doomed", SLEEPER))
+    pid = pid_from(tmp_path / "pid")
+    pod = only_pod(api, "doomed")
+    wait_for_log(kube, pod, "started\n")
+    assert alive(pid)
+    kube.batch.delete_namespaced_job("doomed", NS, propagation_policy=policy)
+    wait_for(lambda: not alive(pid), DEADLINE_S, f"process {pid} to be killed")
+    wait_for(lambda: api.job(NS, "doomed") is None, DEADLINE_S, "the Job to be deleted")
+    if policy == "Orphan":  # the pod stays; its container was stopped by SIGTERM
+        terminated = wait_for(
+            lambda: (api.pod(pod) or {})["status"]["containerStatuses"][0]["state"].get(
+                "terminated"
+            ),
+            DEADLINE_S,
+            "the orphaned pod's container to be terminated",
+        )
+        assert terminated["exitCode"] == 128 + 15
+    else:
+        wait_for(lambda: api.pod(pod) is None, DEADLINE_S, "the pod to be deleted")
+    assert api.pods(NS, job_name="doomed") == ([] if policy != "Orphan" else [ANY])
+
+
+def test_a_process_that_ignores_sigterm_is_killed(
+    api: KubeApiServer, kube: Kube, tmp_path: Path
+) -> None:
+    api.start_processes(work_dir=tmp_path)
+    script = "trap '' TERM; echo $$ > pid; echo started; while :; do sleep 1; done"
+    body = process_job("stubborn", script)
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 1
+    kube.batch.create_namespaced_job(NS, body)
+    pid = pid_from(tmp_path / "pid")
+    pod = only_pod(api, "stubborn")
+    wait_for_log(kube, pod, "started\n")
+    kube.batch.delete_namespaced_job("stubborn", NS, propagation_policy="Orphan")
+    wait_for(lambda: not alive(pid), DEADLINE_S, f"process {pid} to be killed")
+    terminated = wait_for(
+        lambda: (api.pod(pod) or {})["status"]["containerStatuses"][0]["state"].get("terminated"),
+        DEADLINE_S,
+        "the orphaned pod's container to be terminated",
+    )
+    assert terminated["exitCode"] == 128 + 9  # SIGKILL after the grace period
+
+
+def test_deleting_the_pod_kills_its_process_and_counts_as_a_failure(
+    api: KubeApiServer, kube: Kube, tmp_path: Path
+) -> None:
+    api.start_processes(work_dir=tmp_path)
+    kube.batch.create_namespaced_job(NS, process_job("podkill", SLEEPER, backoffLimit=0))
+    pid = pid_from(tmp_path / "pid")
+    kube.core.delete_namespaced_pod(only_pod(api, "podkill"), NS)
+    wait_for(lambda: not alive(pid), DEADLINE_S, f"process {pid} to be killed")
+    assert wait_for(lambda: job_finished(kube, "podkill"), DEADLINE_S, "podkill to fail") == (
+        "Failed",
+        "BackoffLimitExceeded",
+    )
+    assert kube.batch.read_namespaced_job("podkill", NS).status.failed == 1
+
+
+def test_active_deadline_kills_the_process(api: KubeApiServer, kube: Kube, tmp_path: Path) -> None:
+    api.start_processes(work_dir=tmp_path)
+    kube.batch.create_namespaced_job(
+        NS, process_job("late", SLEEPER, activeDeadlineSeconds=1, backoffLimit=3)
+    )
+    pid = pid_from(tmp_path / "pid")
+    finished = wait_for(lambda: job_finished(kube, "late"), DEADLINE_S, "late to fail")
+    assert finished == ("Failed", "DeadlineExceeded")
+    assert not alive(pid)  # the process group is killed before the Job is marked Failed
+    condition = kube.batch.read_namespaced_job("late", NS).status.conditions[-1]
+    assert condition.message == "Job was active longer than specified deadline"
+    assert api.pods(NS, job_name="late") == []  # the controller deletes the running pod
+
+
+def test_many_process_jobs_each_log_their_own_output(api: KubeApiServer, kube: Kube) -> None:
+    api.start_processes()
+    count = 30
+    for i in range(count):
+        kube.batch.create_namespaced_job(NS, process_job(f"echo-{i}", f"echo {i}"))
+
+    def completed() -> bool:
+        jobs = kube.batch.list_namespaced_job(NS).items
+        return sum(1 for j in jobs if j.status.succeeded == 1) == count
+
+    wait_for(completed, DEADLINE_S * 3, f"{count} jobs to complete")
+    for i in range(count):
+        assert job_finished(kube, f"echo-{i}") == ("Complete", "CompletionsReached")
+        assert pod_log(kube, only_pod(api, f"echo-{i}")) == f"{i}\n"
+
+
+def test_stop_kills_and_reaps_what_still_runs(tmp_path: Path) -> None:
+    with KubeApiServer() as server:
+        server.create_namespace(NS)
+        server.start_processes(work_dir=tmp_path)
+        server.create_job(NS, process_job("left", SLEEPER))
+        pid = pid_from(tmp_path / "pid")
+        assert alive(pid)
+    assert not alive(pid)  # killed and reaped by stop(), not later
+
+
+def test_process_mode_and_automatic_mode_exclude_each_other(api: KubeApiServer) -> None:
+    api.start_processes()
+    with pytest.raises(RuntimeError, match="mutually exclusive"):
+        api.start_auto()
+    api.stop_auto()  # ends either mode
+    api.start_auto(Outcome())
+    with pytest.raises(RuntimeError, match="mutually exclusive"):
+        api.start_processes()
+
+
 # --- kubectl ---------------------------------------------------------------------------------
 
 
@@ -750,3 +1014,32 @@ def test_kubectl_over_plain_http_as_anonymous(tmp_path: Path) -> None:
         created = kubectl(kc, "apply", "-f", "-", stdin=json.dumps(job_body("anon")))
         assert created.returncode == 0, created.stderr
         assert server.requests("POST")[-1].user == "system:anonymous"
+
+
+@needs_kubectl
+@needs_openssl
+def test_kubectl_runs_logs_and_deletes_a_process_job(
+    tls_api: KubeApiServer, tmp_path: Path
+) -> None:
+    kc = tls_api.write_kubeconfig(tmp_path / "kubeconfig", namespace=NS)
+    work = tmp_path / "work"
+    work.mkdir()
+    tls_api.start_processes(work_dir=tmp_path)
+    body = process_job("kp", "echo hello from kubectl; " + SLEEPER)
+    container_of(body)["workingDir"] = str(work)
+    created = kubectl(kc, "apply", "-f", "-", stdin=json.dumps(body))
+    assert created.returncode == 0, created.stderr
+    pid = pid_from(work / "pid")
+    pod = only_pod(tls_api, "kp")
+
+    def logs() -> str:
+        return kubectl(kc, "logs", pod).stdout
+
+    assert wait_for(lambda: logs() == "hello from kubectl\nstarted\n", DEADLINE_S, "kubectl logs")
+    by_job = kubectl(kc, "logs", "job/kp")
+    assert (by_job.returncode, by_job.stdout) == (0, "hello from kubectl\nstarted\n"), by_job.stderr
+    assert alive(pid)
+    deleted = kubectl(kc, "delete", "job", "kp")  # propagationPolicy Background
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for(lambda: not alive(pid), DEADLINE_S, f"process {pid} to be killed")
+    wait_for(lambda: not tls_api.pods(NS), DEADLINE_S, "kp's pod to be garbage-collected")

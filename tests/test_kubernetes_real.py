@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import WorkerFactory, wait_for
 
 from jobgate.client import Gateway, JobSpec, JobStatus
+from tests.support.waiting import wait_for
+from tests.support.workers import WorkerFactory
 
 TIMEOUT_S = float(os.environ.get("JOBGATE_K8S_TIMEOUT_S", "300"))
 

@@ -3,7 +3,6 @@ same errors against the API server emulator."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +12,7 @@ import pytest
 from jobgate.client.errors import BackendError
 from jobgate.client.profile_schema import KubernetesSettings
 from jobgate.workers.backends.kubernetes.api import ClientApi, ClusterApi, KubectlApi
-
-sys.path.insert(0, str(Path(__file__).parent / "emulators" / "kubernetes"))
-
-from kubeemu import KubeApiServer
+from tests.emulators.kubernetes.kubeemu import KubeApiServer
 
 NAMESPACE = "jobs"
 

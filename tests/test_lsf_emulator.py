@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+
+from tests.support.waiting import wait_for
 
 BIN = Path(__file__).resolve().parent / "emulators" / "lsf" / "bin"
 DEADLINE_S = 15.0

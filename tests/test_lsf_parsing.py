@@ -12,7 +12,6 @@ import pytest
 from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
 from jobgate.client.profile_schema import profile_from_data
-from jobgate.workers.backends.base import JobSubmission
 from jobgate.workers.backends.lsf.script import (
     LsfFiles,
     directives,
@@ -31,13 +30,9 @@ from jobgate.workers.backends.lsf.status import (
     parse_bjobs,
     row_state,
 )
+from tests.support.submissions import submission
 
 DATA = Path(__file__).parent / "data" / "lsf"
-
-
-def submission(job_id: str, spec: JobSpec, *dependencies: str) -> JobSubmission:
-    """The job as the backend submits it, without an owner or a tenant."""
-    return JobSubmission(job_id, spec, owner="", tenant="", dependencies=dependencies)
 
 
 def sample(name: str) -> str:

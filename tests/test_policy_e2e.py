@@ -6,9 +6,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ProfileFactory, WorkerFactory
-from test_cli import JOBGATE, jobgate
-from test_gateway_e2e import TIMEOUT_S
 
 from jobgate.client import (
     ClusterNotServedWarning,
@@ -20,6 +17,9 @@ from jobgate.client import (
     ProfileNotFoundError,
     load_profile,
 )
+from tests.support.cli import JOBGATE, jobgate
+from tests.support.waiting import TIMEOUT_S
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 BIG = JobSpec(name="big", command="echo ran", resources={"cpus": 4, "walltime_s": 60})
 

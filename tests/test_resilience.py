@@ -9,12 +9,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import devstack
 import pytest
 from celery.result import AsyncResult
-from conftest import ProfileFactory, WorkerFactory, wait_for
-from test_gateway_e2e import TIMEOUT_S, gated, statuses
-from test_store import make_record
 
 from jobgate.client import (
     BrokerUnavailableError,
@@ -25,6 +21,10 @@ from jobgate.client import (
     JobStatus,
     routing,
 )
+from scripts import devstack
+from tests.support.records import make_record, statuses
+from tests.support.waiting import TIMEOUT_S, gated, wait_for
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 
 def test_worker_killed_while_a_job_runs_then_a_new_worker_finishes_it(

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import devstack
 import pytest
 from celery.result import AsyncResult
-from conftest import ProfileFactory, WorkerFactory, wait_for
-from test_cli import jobgate
-from test_gateway_e2e import TIMEOUT_S
 
 from jobgate.client import Gateway, JobSpec, JobStatus, SpecInvalidError
+from scripts import devstack
+from tests.support.cli import jobgate
+from tests.support.waiting import TIMEOUT_S, wait_for
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 TOKEN, PASSWORD = "tok-LEAK-1f0a", "pw-LEAK-2c9e"
 

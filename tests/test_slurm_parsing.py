@@ -10,7 +10,6 @@ import pytest
 from jobgate.client import JobSpec, JobStatus
 from jobgate.client.errors import BackendError
 from jobgate.client.profile_schema import profile_from_data
-from jobgate.workers.backends.base import JobSubmission
 from jobgate.workers.backends.slurm.script import (
     SlurmFiles,
     directives,
@@ -20,13 +19,9 @@ from jobgate.workers.backends.slurm.script import (
     submit_argv,
 )
 from jobgate.workers.backends.slurm.status import SlurmRow, observe, parse_sacct, parse_squeue
+from tests.support.submissions import submission
 
 DATA = Path(__file__).parent / "data" / "slurm"
-
-
-def submission(job_id: str, spec: JobSpec, *dependencies: str) -> JobSubmission:
-    """The job as the backend submits it, without an owner or a tenant."""
-    return JobSubmission(job_id, spec, owner="", tenant="", dependencies=dependencies)
 
 
 def rows_of(rows: list, job: str) -> list:

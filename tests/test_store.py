@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import redis
@@ -18,58 +16,12 @@ from jobgate.client.models import (
     ElementState,
     JobQuery,
     JobRecord,
-    JobSpec,
     JobStatus,
     Observation,
     StatusUpdate,
-    Transition,
 )
 from jobgate.client.store import JobStore
-
-RETENTION_S = 3600
-
-
-def make_record(
-    store: JobStore,
-    *,
-    created_s: float | None = None,
-    cluster: str = "c1",
-    owner: str = "ann",
-    name: str = "job",
-    tags: tuple[str, ...] = (),
-) -> JobRecord:
-    job_id = ids.new_job_id(created_s)
-    at = ids.created_at(job_id)
-    record = JobRecord(
-        id=job_id,
-        cluster=cluster,
-        owner=owner,
-        name=name,
-        tags=sorted(tags),
-        spec=JobSpec(name=name, command="true", tags=list(tags)),
-        result_id=str(uuid.uuid4()),
-        status=JobStatus.NEW,
-        created_at=at,
-        updated_at=at,
-        history=[Transition(status=JobStatus.NEW, at=at)],
-    )
-    store.create(record)
-    return record
-
-
-def move(
-    store: JobStore,
-    job_id: str,
-    status: JobStatus,
-    observed_at: float | None = None,
-    *,
-    backend_id: str | None = None,
-    **details: Any,
-) -> str:
-    update = StatusUpdate(job_id, Observation(status, **details), backend_id=backend_id)
-    return store.transition(
-        update, observed_at=observed_at or time.time(), retention_s=RETENTION_S
-    ).outcome
+from tests.support.records import RETENTION_S, make_record, move
 
 
 @pytest.fixture

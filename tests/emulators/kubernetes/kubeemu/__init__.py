@@ -2,9 +2,9 @@
 logs) for tests, spoken to by the real ``kubernetes`` client and by kubectl."""
 
 from .auth import ANONYMOUS, Rule
-from .autorun import Outcome
 from .faults import Fault
 from .httpd import RequestRecord
+from .outcomes import Outcome
 from .server import KubeApiServer
 
 __all__ = ["ANONYMOUS", "Fault", "KubeApiServer", "Outcome", "RequestRecord", "Rule"]

@@ -140,14 +140,11 @@ class JobController:
             if pod is None:
                 raise LookupError(f"no pod {namespace}/{name}")
             uid = _owner_uid(pod)
-            job = next(
-                (
-                    j
-                    for j in self.cluster.store.list(JOBS, namespace)[0]
-                    if j["metadata"]["uid"] == uid
-                ),
-                None,
+            owners = self.cluster.store.find(
+                JOBS,
+                lambda j: j["metadata"]["uid"] == uid and j["metadata"]["namespace"] == namespace,
             )
+            job = owners[0] if owners else None
             phase = pod["status"].get("phase")
             if phase in ("Succeeded", "Failed") and TRACKING_FINALIZER in (
                 pod["metadata"].get("finalizers") or []
@@ -170,13 +167,17 @@ class JobController:
         changed = self.cluster.store.mutate(PODS, meta["namespace"], meta["name"], drop_finalizer)
         if job is not None:
             field = "succeeded" if phase == "Succeeded" else "failed"
-
-            def count(obj: JsonObj) -> None:
-                status = obj.setdefault("status", {})
-                status[field] = status.get(field, 0) + 1
-
-            self._change_job(job["metadata"]["namespace"], job["metadata"]["name"], count)
+            self.count(job["metadata"]["namespace"], job["metadata"]["name"], field)
         return changed or pod
+
+    def count(self, namespace: str, name: str, field: str) -> JsonObj:
+        """One more pod in ``succeeded`` or ``failed``."""
+
+        def change(obj: JsonObj) -> None:
+            status = obj.setdefault("status", {})
+            status[field] = status.get(field, 0) + 1
+
+        return self._change_job(namespace, name, change)
 
     def set_counts(self, namespace: str, name: str, **counts: int) -> JsonObj:
         def change(job: JsonObj) -> None:

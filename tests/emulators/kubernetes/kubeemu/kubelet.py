@@ -187,10 +187,13 @@ def running(pod: JsonObj, container: str | None) -> None:
     pod["status"]["phase"] = "Running"
 
 
-def terminated(pod: JsonObj, exit_code: int, reason: str, container: str | None) -> None:
-    """The container exits. With restartPolicy OnFailure a failed one is restarted
-    (CrashLoopBackOff, restartCount + 1); otherwise, once every container has
-    exited, the pod is Succeeded (all exited 0) or Failed."""
+def terminated(
+    pod: JsonObj, exit_code: int, reason: str, container: str | None, message: str | None = None
+) -> None:
+    """The container exits (``message``: the runtime's, e.g. for StartError). With
+    restartPolicy OnFailure a failed one is restarted (CrashLoopBackOff, restartCount
+    + 1); otherwise, once every container has exited, the pod is Succeeded (all exited
+    0) or Failed."""
     if not _any_running(pod):
         running(pod, container)
     policy = pod["spec"].get("restartPolicy", "Always")
@@ -205,6 +208,8 @@ def terminated(pod: JsonObj, exit_code: int, reason: str, container: str | None)
             "reason": reason,
             "startedAt": started,
         }
+        if message:
+            done["message"] = message
         restart = policy == "Always" or (policy == "OnFailure" and exit_code != 0)
         if restart:
             entry.update(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,11 +22,13 @@ from typing import Any
 from . import crud, kubeconfig, kubelet, tlsgen
 from .api import Api
 from .auth import ANONYMOUS, Authenticator, Rule
-from .autorun import AutoRunner, Decide, Outcome
+from .autorun import AutoRunner
 from .cluster import Cluster
 from .faults import Fault, Faults
 from .httpd import ApiHTTPServer, RequestLog, RequestRecord
 from .jobctl import JobController
+from .outcomes import Decide, Outcome, OutcomePlayer
+from .processes import ProcessPlayer
 from .resources import JOBS, PODS
 
 JsonObj = dict[str, Any]
@@ -74,6 +76,7 @@ class KubeApiServer:
         self._thread: threading.Thread | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._auto: AutoRunner | None = None
+        self._auto_kind = ""  # "outcomes" or "processes" while the automatic mode runs
         self.ca_pem: bytes | None = None
 
     # lifecycle -----------------------------------------------------------------
@@ -359,18 +362,49 @@ class KubeApiServer:
     # automatic mode ----------------------------------------------------------------------
     def start_auto(self, outcome: Outcome | Decide | None = None) -> None:
         """Run every Job (existing and new) automatically: one Outcome for all, or a
-        function (job, attempt) -> Outcome."""
+        function (job, attempt) -> Outcome. Calling it again replaces the outcome."""
+        self._refuse_other("outcomes", "start_auto")
         if self._auto is not None:
             self._auto.stop()
         fixed = outcome if isinstance(outcome, Outcome) else Outcome()
         decide: Decide = outcome if callable(outcome) else (lambda job, attempt: fixed)
-        self._auto = AutoRunner(self.cluster, self.jobs_ctl, decide)
+        self._start_runner("outcomes", OutcomePlayer(decide))
+
+    def start_processes(
+        self, *, env: Mapping[str, str] | None = None, work_dir: Path | None = None
+    ) -> None:
+        """Run every Job (existing unfinished and new) for real: its pod's container
+        ``command`` + ``args`` as a local process in its own process group (the image is
+        ignored), with ``env`` (default: PATH, HOME, LANG of this process) plus the
+        container's ``env`` values, in its ``workingDir`` if that exists here, else in
+        ``work_dir`` (default: a temporary directory, removed at the end). Output goes
+        to the pod's log as it is written, the exit code to the container's status;
+        failures are retried up to backoffLimit; activeDeadlineSeconds and deleting the
+        pod or its Job stop the process. ``stop_auto()`` / ``stop()`` kill what is left."""
+        self._refuse_other("processes", "start_processes")
+        if self._auto is not None:
+            raise RuntimeError("start_processes(): process mode is running already")
+        self._start_runner("processes", ProcessPlayer(self.cluster, env, work_dir))
+
+    def _refuse_other(self, kind: str, call: str) -> None:
+        if self._auto is not None and self._auto_kind != kind:
+            running = "start_auto()" if self._auto_kind == "outcomes" else "start_processes()"
+            raise RuntimeError(
+                f"{call}(): {running} is running; start_auto() and start_processes() are "
+                "mutually exclusive: stop_auto() first"
+            )
+
+    def _start_runner(self, kind: str, player: OutcomePlayer | ProcessPlayer) -> None:
+        self._auto = AutoRunner(self.cluster, self.jobs_ctl, player)
+        self._auto_kind = kind
         self._auto.start()
 
     def stop_auto(self) -> None:
+        """End the automatic mode, either kind; in process mode, kill what still runs."""
         if self._auto is not None:
             self._auto.stop()
             self._auto = None
+            self._auto_kind = ""
 
 
 __all__ = ["ANONYMOUS", "KubeApiServer", "Outcome", "Rule"]

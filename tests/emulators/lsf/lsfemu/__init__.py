@@ -4,6 +4,6 @@ See README.md next to this package. ``shutdown(state_dir)`` ends every process
 an emulated cluster started.
 """
 
-from lsfemu.stop import shutdown
+from .stop import shutdown
 
 __all__ = ["shutdown"]

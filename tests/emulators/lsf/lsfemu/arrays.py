@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lsfemu.errors import LsfError
+from .errors import LsfError
 
 #: lsb.params MAX_JOB_ARRAY_SIZE default: the most elements an array may have.
 MAX_ARRAY_SIZE = 1000

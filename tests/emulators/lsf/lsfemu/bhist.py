@@ -6,9 +6,9 @@ import sys
 import time
 from pathlib import Path
 
-from lsfemu import cmdline, config, history, selection
-from lsfemu.model import Job, Task
-from lsfemu.store import Store
+from . import cmdline, config, history, selection
+from .model import Job, Task
+from .store import Store
 
 FLAGS = {"-l", "-UF", "-a", "-d", "-p", "-r", "-s", "-w", "-b", "-e"}
 VALUED = {"-n", "-J", "-u", "-q", "-P", "-m", "-C", "-D", "-S", "-f", "-N", "-app", "-g", "-G"}

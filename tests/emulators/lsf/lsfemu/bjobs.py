@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsfemu import cmdline, config, fields, history, selection, timefmt
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task, term_text
-from lsfemu.store import Store
+from . import cmdline, config, fields, history, selection, timefmt
+from .errors import LsfError
+from .model import Job, Task, term_text
+from .store import Store
 
 FLAGS = {
     "-a", "-d", "-p", "-r", "-s", "-w", "-W", "-l", "-UF", "-noheader", "-json", "-hms",

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from lsfemu import cmdline, config, procs, selection
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Kill, Task
-from lsfemu.store import Store
+from . import cmdline, config, procs, selection
+from .errors import LsfError
+from .model import Job, Kill, Task
+from .store import Store
 
 FLAGS = {"-r", "-l", "-b"}
 VALUED = {"-s", "-J", "-u", "-q", "-C", "-app", "-g", "-m", "-sla", "-stat"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lsfemu import cmdline, config
-from lsfemu.store import Store
+from . import cmdline, config
+from .store import Store
 
 FLAGS = {"-w", "-noheader", "-l", "-r"}
 VALUED = {"-u", "-m", "-o"}

@@ -9,10 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from lsfemu import arrays, config, depend, environ, limits, options
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task
-from lsfemu.store import Store
+from . import arrays, config, depend, environ, limits, options
+from .errors import LsfError
+from .model import Job, Task
+from .store import Store
 
 #: Pending reasons of a job just submitted, and of one submitted on hold (-H).
 NEW_JOB_REASON = "New job is waiting for scheduling"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import importlib
 import sys
 
-from lsfemu import config, faults
-from lsfemu.errors import LsfError
+from . import config, faults
+from .errors import LsfError
 
 VERSION = "IBM Spectrum LSF 10.1.0.0 (LSF emulator)"
 
 
 def main(command: str, argv: list[str]) -> int:
     """Run one command (its module is ``lsfemu.<command>``, loaded only when needed)."""
-    module = importlib.import_module(f"lsfemu.{command}")
+    module = importlib.import_module(f".{command}", __package__)
     try:
         if argv[:1] == ["-h"]:
             print(module.USAGE, file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from lsfemu.errors import LsfError
+from .errors import LsfError
 
 
 @dataclass

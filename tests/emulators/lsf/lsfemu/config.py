@@ -11,7 +11,7 @@ import pwd
 import socket
 from pathlib import Path
 
-from lsfemu.errors import LsfError
+from .errors import LsfError
 
 #: The variable naming the state directory; without it LSF counts as not installed.
 STATE_DIR_VAR = "LSF_EMULATOR_DIR"

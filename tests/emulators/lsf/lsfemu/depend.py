@@ -19,9 +19,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task
-from lsfemu.store import Store
+from .errors import LsfError
+from .model import Job, Task
+from .store import Store
 
 
 class Status(enum.Enum):

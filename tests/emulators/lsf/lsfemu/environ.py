@@ -8,8 +8,8 @@ import pwd
 import re
 from collections.abc import Mapping
 
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task
+from .errors import LsfError
+from .model import Job, Task
 
 #: Variables LSF never takes from the submission environment (set for the job instead).
 NOT_PROPAGATED = frozenset(

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsfemu import config
-from lsfemu.errors import LsfError
-from lsfemu.store import locked, read_json, write_json
+from . import config
+from .errors import LsfError
+from .store import locked, read_json, write_json
 
 DELAY = "LSF_EMULATOR_DELAY_S"
 HANG = "LSF_EMULATOR_HANG"

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lsfemu import config, procs, timefmt
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task, term_text
+from . import config, procs, timefmt
+from .errors import LsfError
+from .model import Job, Task, term_text
 
 #: EFFECTIVE_RESREQ of a job submitted without -R, as LSF shows it.
 DEFAULT_RESREQ = "select[type == local] order[r15s:pg] "

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 
-from lsfemu import timefmt
-from lsfemu.model import Event, Job, Task, term_text
+from . import timefmt
+from .model import Event, Job, Task, term_text
 
 WIDTH = 79
 INDENT = 21

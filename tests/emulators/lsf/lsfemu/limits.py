@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from lsfemu import config
-from lsfemu.errors import LsfError
+from . import config
+from .errors import LsfError
 
 _UNITS_KB = {
     "K": 1,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from lsfemu.errors import LsfError
+from .errors import LsfError
 
 #: Options that take a value.
 VALUE_OPTIONS = frozenset(

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from lsfemu import timefmt
-from lsfemu.model import Job, Task, term_text
+from . import timefmt
+from .model import Job, Task, term_text
 
 RULE = "-" * 60
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from lsfemu import config, depend, faults, procs, report
-from lsfemu.environ import job_environment
-from lsfemu.model import Job, Kill, Task
-from lsfemu.store import Store
+from . import config, depend, faults, procs, report
+from .environ import job_environment
+from .model import Job, Kill, Task
+from .store import Store
 
 #: How often the runner looks at the job (a task that exits wakes it at once).
 POLL_S = 0.2

@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsfemu import config, faults
-from lsfemu.arrays import parse_job_name
-from lsfemu.errors import LsfError
-from lsfemu.model import Job, Task
+from . import config, faults
+from .arrays import parse_job_name
+from .errors import LsfError
+from .model import Job, Task
 
 _JOB_ARG = re.compile(r"^(?P<id>\d+)(?:\[(?P<spec>[^\[\]]+)\])?$")
 

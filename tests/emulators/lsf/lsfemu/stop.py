@@ -12,8 +12,8 @@ import os
 import signal
 from pathlib import Path
 
-from lsfemu import procs
-from lsfemu.store import Store
+from . import procs
+from .store import Store
 
 
 def _cmdline(pid: int) -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lsfemu.model import Job
+from .model import Job
 
 
 @contextlib.contextmanager

@@ -1,0 +1,1 @@
+"""The backend contract: scenarios every backend must pass, run against each of them."""

@@ -1,0 +1,1 @@
+"""The LSF emulator: ``bin/`` holds the commands, ``lsfemu`` what they run."""
