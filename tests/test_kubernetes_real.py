@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from jobgate.client import Gateway, JobSpec, JobStatus
+from tests.support.profiles import write_profile
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerFactory
 
@@ -44,9 +44,7 @@ def cluster_profile(tmp_path: Path) -> Path:
         "poll_interval_min_s": 2,
         "poll_interval_max_s": 10,
     }
-    path = tmp_path / "realk8s.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_profile(tmp_path, data)
 
 
 def test_success_failure_and_logs_on_a_real_cluster(

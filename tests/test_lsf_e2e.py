@@ -78,28 +78,6 @@ def test_index_zero_is_refused_before_submission(gateway: Gateway, tmp_path: Pat
     assert [f.code for f in findings] == ["lsf-array-index"]
 
 
-def test_dependencies_run_in_order_and_a_failed_one_fails_the_next(
-    gateway: Gateway, lsf: LsfEmulator, tmp_path: Path, start_worker: WorkerFactory
-) -> None:
-    start_worker(lsf_profile(tmp_path), env=lsf.env())
-    order = tmp_path / "order"
-    first = gateway.submit(JobSpec(name="a", command=f"sleep 1; echo a >> {order}"), "lsfc")
-    second = gateway.submit(
-        JobSpec(name="b", command=f"echo b >> {order}", depends_on=[first.id]), "lsfc"
-    )
-    assert second.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
-    assert order.read_text() == "a\nb\n"
-
-    gate = tmp_path / "gate"
-    broken = gateway.submit(JobSpec(name="c", command=gated("exit 1", gate)), "lsfc")
-    after = gateway.submit(JobSpec(name="d", command="true", depends_on=[broken.id]), "lsfc")
-    wait_for(lambda: after.record(fresh=True).backend_id, what="the dependent job on LSF")
-    gate.touch()
-    record = after.wait(timeout_s=TIMEOUT_S)
-    assert (record.status, record.reason) == (JobStatus.FAILED, "dependency failed")
-    wait_for(lambda: lsf.record(record.backend_id)["STAT"] == "EXIT", what="bkill of the orphan")
-
-
 def test_a_job_purged_from_bjobs_before_it_was_polled(
     gateway: Gateway, lsf: LsfEmulator, tmp_path: Path, start_worker: WorkerFactory
 ) -> None:

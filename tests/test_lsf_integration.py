@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from jobgate.client import Gateway, JobSpec, JobStatus
+from tests.support.profiles import write_profile
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerFactory
 
@@ -61,9 +61,7 @@ def lsf_profile(tmp_path: Path) -> Path:
         "poll_interval_max_s": 15,
         "lost_grace_s": 900,
     }
-    path = tmp_path / "realsf.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_profile(tmp_path, data)
 
 
 def test_submit_and_fail_on_real_lsf(

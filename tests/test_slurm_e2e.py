@@ -54,29 +54,6 @@ def test_a_job_over_its_walltime_fails_with_timeout(
     assert (record.status, record.reason) == (JobStatus.FAILED, "TIMEOUT")
 
 
-def test_dependencies_run_in_order_and_a_failed_one_fails_the_next(
-    gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory,
-    tmp_path: Path,
-) -> None:  # fmt: skip
-    start_worker(hpc_profile, env=slurm.env())
-    order = tmp_path / "order"
-    first = gateway.submit(JobSpec(name="a", command=f"sleep 2; echo a >> {order}"), "hpc")
-    second = gateway.submit(
-        JobSpec(name="b", command=f"echo b >> {order}", depends_on=[first.id]), "hpc"
-    )
-    assert second.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
-    assert order.read_text() == "a\nb\n"
-
-    broken = gateway.submit(JobSpec(name="c", command="sleep 2; exit 1"), "hpc")
-    waiting = gateway.submit(JobSpec(name="d", command="true", depends_on=[broken.id]), "hpc")
-    assert broken.wait(timeout_s=TIMEOUT_S).status is JobStatus.FAILED
-    record = waiting.wait(timeout_s=TIMEOUT_S)
-    assert (record.status, record.reason) == (JobStatus.FAILED, "dependency failed")
-    assert record.backend_id is not None
-    wait_for(lambda: slurm.state(record.backend_id) == "CANCELLED", timeout_s=60,
-             what="Slurm to drop the job")  # fmt: skip
-
-
 def test_a_killed_worker_is_replaced_and_the_job_is_tracked_to_the_end(
     gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory,
     tmp_path: Path,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from celery.result import AsyncResult
 
-from jobgate.client import Job, JobRecord, JobSpec, JobStatus, PolicyLevel
+from jobgate.client import Job, JobRecord, JobSpec, JobStatus, PolicyLevel, ids
 from jobgate.client.profiles import load_profile
 from tests.support.harness import BackendHarness, Stream
 from tests.support.records import statuses
@@ -136,6 +136,41 @@ def test_an_array_of_ten_runs_at_most_three_at_a_time_with_a_log_per_index(
         assert sum(1 for s, f in spans if s is not None and f is not None and s <= start < f) <= 3
     for index in indices:
         assert "".join(job.logs(index=index)) == f"{index}\n"
+
+
+def test_a_job_runs_after_the_job_it_depends_on_and_fails_when_that_one_fails(
+    backend: BackendHarness, tmp_path: Path
+) -> None:
+    if not backend.supports_dependencies:
+        # Today's behaviour, asserted so that this case fails, to be flipped, when the
+        # backend learns dependencies: the cluster's policy refuses them before submission.
+        spec = JobSpec(name="then", command="true", depends_on=[ids.new_job_id()])
+        profile = load_profile(str(backend.profile()))
+        findings = backend.gateway.preflight(spec, backend.cluster, profile=profile)
+        blocks = [f.code for f in findings if f.level is PolicyLevel.BLOCK]
+        assert blocks == ["depends-on-unsupported"]
+        return
+
+    backend.start()
+    order = tmp_path / "order"
+    first = backend.submit_named("a", f"sleep 1; echo a >> {order}")
+    second = backend.submit_named("b", f"echo b >> {order}", depends_on=[first.id])
+    assert second.wait(timeout_s=backend.timeout_s).status is JobStatus.SUCCEEDED
+    assert order.read_text() == "a\nb\n"
+
+    gate = tmp_path / "gate"
+    broken = backend.submit_named("c", gated("exit 1", gate))
+    after = backend.submit_named("d", "true", depends_on=[broken.id])
+    wait_for(
+        lambda: after.record(fresh=True).backend_id,
+        timeout_s=backend.timeout_s,
+        what="the dependent job on the scheduler",
+    )
+    gate.touch()
+    assert broken.wait(timeout_s=backend.timeout_s).status is JobStatus.FAILED
+    record = after.wait(timeout_s=backend.timeout_s)
+    assert (record.status, record.reason) == (JobStatus.FAILED, "dependency failed")
+    backend.on_scheduler(after).assert_stopped()  # it would wait there forever
 
 
 def test_a_job_that_vanished_from_the_scheduler_fails_as_lost_and_never_succeeds(

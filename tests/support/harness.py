@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from jobgate.client import Gateway, Job, JobSpec, JobStatus
 from scripts import devstack
+from tests.support.profiles import INTERVAL_S
 from tests.support.waiting import TIMEOUT_S
 from tests.support.workers import WorkerFactory
 
@@ -52,7 +53,7 @@ class BackendHarness(ABC):
     #: The cluster (profile) name jobs are submitted to.
     cluster: ClassVar[str]
     #: The poll interval of the profile: status calls are counted against it.
-    interval_s: ClassVar[float] = 0.5
+    interval_s: ClassVar[float] = INTERVAL_S
     #: How long to wait for a job to finish.
     timeout_s: ClassVar[float] = TIMEOUT_S
     #: The reason of a job that exits with code 3.
@@ -63,6 +64,8 @@ class BackendHarness(ABC):
     status_before_lost: ClassVar[JobStatus]
     #: The first index of an array (LSF counts from 1); None: arrays are not supported.
     array_first_index: ClassVar[int | None]
+    #: Whether the backend runs jobs that depend on others (depends_on).
+    supports_dependencies: ClassVar[bool] = False
     #: Whether stdout and stderr are kept apart (Kubernetes keeps one log for both).
     streams_apart: ClassVar[bool] = True
     #: Of the hundred jobs, every n-th one's output is read back (all, where that is cheap).

@@ -11,10 +11,9 @@ from typing import Any, ClassVar
 from jobgate.client import Job, JobStatus
 from tests.emulators.kubernetes.kubeemu import KubeApiServer
 from tests.support.harness import BackendHarness, OnScheduler, Vanished
-from tests.support.profiles import write_profile
+from tests.support.profiles import FAST_POLLING, write_profile
 from tests.support.waiting import TIMEOUT_S, wait_for
 
-INTERVAL_S = 0.5
 NAMESPACE = "jobs"
 CLUSTER = "k8sc"
 #: The path of the batched status query: one labelled list of Jobs per poll.
@@ -35,11 +34,7 @@ def k8s_profile(tmp_path: Path, api: KubeApiServer, **overrides: Any) -> Path:
             "image_error_grace_s": 1,
             "request_timeout_s": 10,
         },
-        "poll_interval_min_s": INTERVAL_S,
-        "poll_interval_max_s": INTERVAL_S,
-        "lease_ttl_s": 5,
-        "reconcile_interval_s": 1,
-        "policy": {"warn_missing_walltime": False},
+        **FAST_POLLING,
     }
     return write_profile(tmp_path, data, **overrides)
 
@@ -94,7 +89,6 @@ class KubernetesHarness(BackendHarness):
     counts the lists of Jobs."""
 
     cluster = CLUSTER
-    interval_s = INTERVAL_S
     exit_3_reason = "BackoffLimitExceeded (exit code 3)"
     lost_reason = "deleted outside jobgate"
     status_before_lost = JobStatus.RUNNING

@@ -13,11 +13,10 @@ from typing import Any, ClassVar
 from jobgate.client import Job, JobStatus
 from tests.support.batch import BatchHarness
 from tests.support.harness import OnScheduler
-from tests.support.profiles import write_profile
+from tests.support.profiles import FAST_POLLING, write_profile
 from tests.support.waiting import wait_for
 
 EMULATOR = Path(__file__).resolve().parents[1] / "emulators" / "lsf"
-INTERVAL_S = 0.5
 CLUSTER = "lsfc"
 
 
@@ -71,12 +70,8 @@ def lsf_profile(tmp_path: Path, **overrides: Any) -> Path:
         "name": CLUSTER,
         "backend": "lsf",
         "lsf": {"work_dir": str(tmp_path / "lsf-jobs"), "command_timeout_s": 10, "lsf_units": "MB"},
-        "poll_interval_min_s": INTERVAL_S,
-        "poll_interval_max_s": INTERVAL_S,
-        "lease_ttl_s": 5,
-        "reconcile_interval_s": 1,
+        **FAST_POLLING,
         "lost_grace_s": 60,
-        "policy": {"warn_missing_walltime": False},
     }
     return write_profile(tmp_path, data, **overrides)
 
@@ -100,11 +95,11 @@ class LsfHarness(BatchHarness):
     """The LSF emulator; bjobs's calls counted by a shim on PATH."""
 
     cluster = CLUSTER
-    interval_s = INTERVAL_S
     lost_reason = "lost: not in bjobs or bhist, and no exit record"
     status_before_lost = JobStatus.UNKNOWN
     crowd_logs_every = 25
     array_first_index = 1
+    supports_dependencies = True
     # Reconcile would also ask bjobs about jobs still NEW in the submit backlog: not measured.
     crowd_settings: ClassVar[dict[str, Any]] = {"reconcile_interval_s": 60}
     jobs_dir = "lsf-jobs"

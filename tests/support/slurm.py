@@ -11,13 +11,12 @@ from typing import Any
 from jobgate.client import Job, JobStatus
 from tests.support.batch import BatchHarness
 from tests.support.harness import OnScheduler
-from tests.support.profiles import write_profile
+from tests.support.profiles import FAST_POLLING, write_profile
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Slurm on two shared CPUs is slower to start and end jobs than the emulators.
 TIMEOUT_S = 120
-INTERVAL_S = 0.5
 CLUSTER = "hpc"
 
 
@@ -63,12 +62,8 @@ def slurm_profile(tmp_path: Path, **settings: Any) -> Path:
             "accounting": "jobcomp",
             "command_timeout_s": 20,
         },
-        "poll_interval_min_s": INTERVAL_S,
-        "poll_interval_max_s": INTERVAL_S,
-        "lease_ttl_s": 5,
-        "reconcile_interval_s": 1,
+        **FAST_POLLING,
         "lost_grace_s": 60,
-        "policy": {"warn_missing_walltime": False},
     }
     return write_profile(tmp_path, data, **settings)
 
@@ -95,13 +90,13 @@ class SlurmHarness(BatchHarness):
     """The real Slurm of scripts/slurm-local; squeue's calls counted by a shim on PATH."""
 
     cluster = CLUSTER
-    interval_s = INTERVAL_S
     timeout_s = TIMEOUT_S
     exit_3_reason = "NonZeroExitCode (exit code 3)"
     lost_reason = "lost: not in squeue or sacct, and no exit record"
     status_before_lost = JobStatus.UNKNOWN
     crowd_logs_every = 25
     array_first_index = 0
+    supports_dependencies = True
     jobs_dir = "slurm-jobs"
 
     def __init__(self, slurm: LocalSlurm, **common: Any) -> None:
