@@ -382,6 +382,16 @@ class ProfileBase(StrictModel):
     policy: Policy = Field(default_factory=Policy, description="What jobs may ask for.")
     storage: Storage | None = Field(default=None, description="S3 storage for job files.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_absent(cls, data: Any) -> Any:
+        """A block this backend does not have, given as null, is absent: profiles were one
+        model with every backend's block until 0.1, and workers published them so."""
+        if not isinstance(data, dict):
+            return data
+        foreign = {*BACKEND_KINDS, "containers"} - set(cls.model_fields)
+        return {k: v for k, v in data.items() if not (k in foreign and v is None)}
+
     @model_validator(mode="after")
     def _intervals_in_order(self) -> Self:
         if self.poll_interval_max_s < self.poll_interval_min_s:

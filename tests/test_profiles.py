@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from jobgate.client import JobSpec
 from jobgate.client.errors import ProfileNotFoundError, SpecInvalidError
+from jobgate.client.profile_schema import profile_from_data
 from jobgate.client.profiles import apply_defaults, find_profiles, load_profile, public_profile
 
 
@@ -121,3 +123,16 @@ def test_public_profile_redacts_sensitive_names() -> None:
     assert shown["defaults"]["env"]["API_TOKEN"] == "<redacted>"
     assert shown["kubernetes"]["namespace"] == "jobs"
     assert shown["storage"] == "<unset>"
+
+
+@pytest.mark.parametrize("backend", ["local", "slurm", "lsf", "kubernetes"])
+def test_a_profile_published_with_every_block_still_loads(backend: str) -> None:
+    """Before profiles were one model per backend, every profile carried every backend's
+    block (null but its own) and `containers`; workers published them so."""
+    blocks = {kind: None for kind in ("local", "slurm", "lsf", "kubernetes")}
+    published = {"name": "old", "backend": backend, **blocks, backend: {}, "containers": None}
+    profile = profile_from_data(published)
+    assert profile.backend == backend
+    assert getattr(profile, backend) is not None
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        profile_from_data({**published, "lsf" if backend != "lsf" else "slurm": {}})
