@@ -126,6 +126,17 @@ class RedisServer(Service):
         wait_until(self._pong, timeout_s, f"redis-server on port {self.port}")
         return self
 
+    def restart(self, *, crash: bool = False, down_s: float = 0.0) -> RedisServer:
+        """Stop (SIGTERM, so it persists what its config says; with `crash`, SIGKILL) and
+        start again on the same port and directory, after `down_s` seconds down."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        if down_s:
+            time.sleep(down_s)
+        return self.start()
+
     def _pong(self) -> bool:
         if not self.running():
             raise RuntimeError(f"redis-server exited; see {self.log_path}")

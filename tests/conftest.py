@@ -20,9 +20,11 @@ import pytest
 
 from jobgate.client import Gateway
 from scripts import devstack
-from tests.support.local import write_local_profile
-from tests.support.lsf import LsfEmulator
-from tests.support.slurm import LocalSlurm
+from tests.emulators.kubernetes.kubeemu import KubeApiServer
+from tests.support.kubernetes import NAMESPACE, KubernetesHarness
+from tests.support.local import LocalHarness, write_local_profile
+from tests.support.lsf import LsfEmulator, LsfHarness
+from tests.support.slurm import LocalSlurm, SlurmHarness
 from tests.support.workers import ProfileFactory, WorkerFactory
 
 
@@ -129,3 +131,47 @@ def lsf(tmp_path: Path) -> Iterator[LsfEmulator]:
     cluster = LsfEmulator(directory, LSF_EMULATOR_MINUTE_S="2", LSF_UNIT_FOR_LIMITS="MB")
     yield cluster
     cluster.stop()
+
+
+# The backends' harnesses (tests/support/harness.py), for the contract suite and the fault
+# tests. Each scheduler stand-in comes before `start_worker`, so that workers stop first.
+
+
+@pytest.fixture
+def local_backend(
+    work_dir: Path, gateway: Gateway, start_worker: WorkerFactory, tmp_path: Path
+) -> LocalHarness:
+    return LocalHarness(work_dir, gateway=gateway, start_worker=start_worker, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def slurm_backend(
+    slurm: LocalSlurm, gateway: Gateway, start_worker: WorkerFactory, tmp_path: Path
+) -> SlurmHarness:
+    return SlurmHarness(slurm, gateway=gateway, start_worker=start_worker, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def lsf_backend(
+    lsf: LsfEmulator, gateway: Gateway, start_worker: WorkerFactory, tmp_path: Path
+) -> LsfHarness:
+    return LsfHarness(lsf, gateway=gateway, start_worker=start_worker, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def kube_api(tmp_path: Path) -> Iterator[KubeApiServer]:
+    """The API server emulator, its kubelet running each pod's command as a process."""
+    with KubeApiServer(tls=True, namespaces=(NAMESPACE,)) as api:
+        pods = tmp_path / "pods"
+        pods.mkdir()
+        api.start_processes(work_dir=pods)
+        yield api
+
+
+@pytest.fixture
+def kubernetes_backend(
+    kube_api: KubeApiServer, gateway: Gateway, start_worker: WorkerFactory, tmp_path: Path
+) -> KubernetesHarness:
+    return KubernetesHarness(
+        kube_api, gateway=gateway, start_worker=start_worker, tmp_path=tmp_path
+    )

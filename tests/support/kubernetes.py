@@ -88,6 +88,7 @@ class KubernetesHarness(BackendHarness):
     """The API server emulator with real processes for pods; the emulator's request log
     counts the lists of Jobs."""
 
+    name = "kubernetes"
     cluster = CLUSTER
     exit_3_reason = "BackoffLimitExceeded (exit code 3)"
     lost_reason = "deleted outside jobgate"

@@ -71,6 +71,7 @@ class LocalGroup(OnScheduler):
 class LocalHarness(BackendHarness):
     """Process groups on the worker's host: nothing to emulate, the store counts queries."""
 
+    name = "local"
     cluster = "local"
     interval_s = 0.2
     lost_reason = "lost: its processes ended without an exit record (killed outside jobgate?)"

@@ -94,6 +94,7 @@ class LsfJob(OnScheduler):
 class LsfHarness(BatchHarness):
     """The LSF emulator; bjobs's calls counted by a shim on PATH."""
 
+    name = "lsf"
     cluster = CLUSTER
     lost_reason = "lost: not in bjobs or bhist, and no exit record"
     status_before_lost = JobStatus.UNKNOWN

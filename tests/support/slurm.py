@@ -89,6 +89,7 @@ class SlurmJob(OnScheduler):
 class SlurmHarness(BatchHarness):
     """The real Slurm of scripts/slurm-local; squeue's calls counted by a shim on PATH."""
 
+    name = "slurm"
     cluster = CLUSTER
     timeout_s = TIMEOUT_S
     exit_3_reason = "NonZeroExitCode (exit code 3)"
