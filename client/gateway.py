@@ -55,6 +55,7 @@ from jobgate.client.models import (
     StatusUpdate,
     Transition,
 )
+from jobgate.client.outages import DEFAULT_OUTAGE_S, OutageRider
 from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
@@ -310,16 +311,20 @@ class Job:
     def status(self, *, fresh: bool = False) -> JobStatus:
         return self.record(fresh=fresh).status
 
-    def wait(self, timeout_s: float | None = None) -> JobRecord:
+    def wait(
+        self, timeout_s: float | None = None, *, outage_s: float = DEFAULT_OUTAGE_S
+    ) -> JobRecord:
         """Block until the job finishes and return its final record.
 
         Reads the job's event stream with blocking reads, so it returns as soon as
-        the finishing transition is written. Raises JobTimeoutError on timeout.
+        the finishing transition is written. Raises JobTimeoutError on timeout. A Redis
+        outage (a restart, a failover) is waited out for up to `outage_s` in a row.
         """
         store = self.gateway.store
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        after = store.last_event_id(self.id)
-        record = store.get(self.id)
+        redis = OutageRider(outage_s, deadline, f"waiting for job {self.id}")
+        after = redis.call(store.last_event_id, self.id)
+        record = redis.call(store.get, self.id)
         while not record.status.is_finished:
             block_s = 5.0
             if deadline is not None:
@@ -329,10 +334,11 @@ class Job:
                         f"job {self.id} still {record.status.value} after {timeout_s:g} s"
                     )
                 block_s = min(block_s, remaining)
-            events = store.read_events(self.id, after, max(1, int(block_s * 1000)))
+            block_ms = max(1, int(block_s * 1000))
+            events = redis.call(store.read_events, self.id, after, block_ms)
             if events:
                 after = events[-1][0]
-            record = store.get(self.id)
+            record = redis.call(store.get, self.id)
         return record
 
     def logs(
@@ -342,22 +348,24 @@ class Job:
         follow: bool = False,
         index: int | None = None,
         timeout_s: float = 30.0,
+        outage_s: float = DEFAULT_OUTAGE_S,
     ) -> Iterator[str]:
-        """The job's output in chunks. With `follow`, keep reading until the job finishes.
+        """The job's output in chunks. With `follow`, keep reading until the job finishes,
+        waiting out a Redis outage for up to `outage_s` in a row.
 
-        `index` picks an element of an array job (default: its first index).
+        `index` picks an element of an array job (default: its first index); `timeout_s`
+        bounds each request to a worker.
         """
         if stream not in ("stdout", "stderr"):
             raise SpecInvalidError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
         store = self.gateway.store
+        redis = OutageRider(outage_s if follow else 0.0, None, f"reading the logs of {self.id}")
         offset = 0
-        after = store.last_event_id(self.id)
+        after = redis.call(store.last_event_id, self.id)
         while True:
-            chunk = self.gateway.call(
-                routing.LOGS,
-                [self.id, stream, offset, index, LOG_CHUNK_BYTES],
-                self.cluster,
-                timeout_s=timeout_s,
+            request = [self.id, stream, offset, index, LOG_CHUNK_BYTES]
+            chunk = redis.call(
+                self.gateway.call, routing.LOGS, request, self.cluster, timeout_s=timeout_s
             )
             if chunk["data"]:
                 offset = chunk["offset"]
@@ -365,7 +373,7 @@ class Job:
                 continue
             if not follow or chunk["complete"]:
                 return
-            events = store.read_events(self.id, after, 1000)
+            events = redis.call(store.read_events, self.id, after, 1000)
             if events:
                 after = events[-1][0]
 
