@@ -4,7 +4,8 @@ A script that waits hours for a Slurm job must not read a Redis restart or a Sen
 failover as the job's failure. `Job.wait()` and `Job.logs(follow=True)` make their Redis
 calls through an `OutageRider`: a call that finds Redis unavailable is retried with
 backoff (0.5 s doubling to 5 s), and the outage is given up on only once Redis has been
-unreachable for `outage_s` in a row, or when the caller's own deadline comes first.
+unreachable for `outage_s` in a row, or when the caller's own deadline comes first
+(both raise `BrokerUnavailableError`: the outage is the cause, not the job).
 Everything else (a missing job, a refused spec) raises at once, as before.
 """
 
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from jobgate.client.errors import BrokerUnavailableError, JobTimeoutError
+from jobgate.client.errors import BrokerUnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,8 +66,9 @@ class OutageRider:
                 error.url, f"{error.cause} (unavailable for {down_s:.0f} s, {self.what})"
             ) from error
         if self.deadline is not None and now + self._pause_s >= self.deadline:
-            raise JobTimeoutError(
-                f"{self.what}: the deadline passed while Redis was unavailable ({error.cause})"
+            # The outage, not the job, is why the caller's time ran out: say so.
+            raise BrokerUnavailableError(
+                error.url, f"{error.cause} (still unavailable at the deadline, {self.what})"
             ) from error
         time.sleep(self._pause_s)
         self._pause_s = min(LONGEST_PAUSE_S, self._pause_s * 2)

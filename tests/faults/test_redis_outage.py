@@ -62,6 +62,6 @@ def test_a_client_gives_up_once_the_outage_outlasts_its_tolerance(
     with pytest.warns(ClusterNotServedWarning):  # no worker: the job stays NEW
         job = local_backend.submit_named("queued", "true")
     own_redis.stop()
-    # the outage's limit, not the (later) deadline: that would be a JobTimeoutError
+    # the outage's limit, not the (later) deadline: that one says "at the deadline"
     with pytest.raises(BrokerUnavailableError, match=r"unavailable for \d+ s, waiting for job"):
         job.wait(timeout_s=60, outage_s=2)
