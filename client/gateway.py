@@ -178,7 +178,7 @@ class Gateway:
         secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
         if secrets:
             spec = spec.model_copy(update={"env": redact_sensitive_map(spec.env)})
-        job_id = ids.new_job_id()
+        job_id = ids.new_job_id(self.store.now())  # on Redis's clock, as every record time
         created = ids.created_at(job_id)
         record = JobRecord(
             id=job_id,
@@ -215,7 +215,7 @@ class Gateway:
         try:
             self.store.transition(
                 StatusUpdate(job_id, failed),
-                observed_at=time.time(),
+                observed_at=self.store.now(),
                 retention_s=UNQUEUED_RETENTION_S,
             )
         except BrokerUnavailableError:
@@ -260,13 +260,13 @@ class Gateway:
         """Run a client-facing task on a worker of `cluster` and return its answer.
 
         With `expires`, a task no worker picked up within `timeout_s` is dropped
-        instead of running late.
+        instead of running late (the deadline is on Redis's clock, which the worker
+        reads too, so skewed host clocks do not drop it early).
         """
         queue = routing.queue(cluster)
+        headers = {routing.EXPIRES_AT_HEADER: self.store.now() + timeout_s} if expires else {}
         with broker_errors(self.store.url):
-            result = self.celery.send_task(
-                task, args=list(args), queue=queue, expires=timeout_s if expires else None
-            )
+            result = self.celery.send_task(task, args=list(args), queue=queue, headers=headers)
             try:
                 answer = result.get(timeout=timeout_s, propagate=False)
             except CeleryTimeoutError as e:

@@ -10,6 +10,11 @@ LOGS = "jobgate.logs"
 RETRIEVE = "jobgate.retrieve"
 RECONCILE = "jobgate.reconcile"
 
+#: The message header of a client-facing task: when (epoch seconds on Redis's clock) its
+#: caller stops waiting. Celery's own `expires` is on the sender's clock, read by the
+#: worker's: a worker whose clock runs minutes ahead would drop every call as expired.
+EXPIRES_AT_HEADER = "jobgate_expires_at"
+
 
 def queue(cluster: str) -> str:
     """Queue of the client-facing tasks of a cluster (submit, monitor, cancel, logs)."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
 
 from jobgate.client import ids, lua
+from jobgate.client.clock import ServerClock
 from jobgate.client.connection import guarded
 from jobgate.client.errors import JobNotFoundError
 from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, SECRETS_SUFFIX, Keys
@@ -36,10 +37,6 @@ EVENT_STREAM_MAXLEN = 64
 LIST_BUDGET = 5000
 
 
-def utcnow() -> datetime:
-    return datetime.now(tz=UTC)
-
-
 def _text(value: object) -> str:
     if value is None:
         return ""
@@ -58,6 +55,8 @@ class JobStore:
         self.redis = client
         self.keys = keys
         self.url = url
+        #: Redis's clock, which every time the store writes or compares is read from.
+        self.clock = ServerClock(client)
         self._create = client.register_script(lua.load("create"))
         self._transition = client.register_script(lua.load("transition"))
         self._list = client.register_script(lua.load("list"))
@@ -65,6 +64,11 @@ class JobStore:
 
     def close(self) -> None:
         self.redis.close()
+
+    @guarded
+    def now(self) -> float:
+        """Now on Redis's clock (epoch seconds): see client/clock.py."""
+        return self.clock.now()
 
     # -- records ---------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class JobStore:
         self, updates: Sequence[StatusUpdate], *, observed_at: float, retention_s: float
     ) -> list[TransitionOutcome]:
         """`transition` for many jobs in one round trip (each one still atomic)."""
-        now, k = utcnow(), self.keys
+        now, k = self.clock.utcnow(), self.keys
         pipe = self.redis.pipeline(transaction=False)
         for u in updates:
             seen = u.seen

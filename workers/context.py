@@ -9,7 +9,6 @@ send a task to the cluster's queues.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,10 +46,10 @@ class ClusterContext:
         self, updates: Sequence[StatusUpdate], *, observed_at: float | None = None
     ) -> list[TransitionOutcome]:
         """Apply what was seen (each update atomically; see lua/transition.lua).
-        `observed_at` is when the backend state was read (default: now)."""
+        `observed_at` is when the backend state was read, on Redis's clock (default: now)."""
         return self.store.transition_many(
             updates,
-            observed_at=time.time() if observed_at is None else observed_at,
+            observed_at=self.store.now() if observed_at is None else observed_at,
             retention_s=self.profile.retention_s,
         )
 

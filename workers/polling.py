@@ -55,13 +55,13 @@ def refresh(ctx: ClusterContext, *, max_age_s: float | None = None) -> int:
     store, cluster = ctx.store, ctx.name
     if max_age_s is not None:
         last = store.query_stats(cluster).get("last_query_at", 0.0)
-        if time.time() - last < max_age_s:
+        if store.now() - last < max_age_s:
             return 0
     with ctx.coordination.query_lock(cluster, QUERY_LOCK_S) as taken:
         active = store.active(cluster) if taken else {}
         if not active:
             return 0
-        observed_at = time.time()
+        observed_at = store.now()  # Redis's clock orders observations of every worker
         observations = ctx.backend.query(active)
         store.count_query(cluster, len(active), observed_at)
         observations.update(_lost(ctx, observations, observed_at))
@@ -115,7 +115,7 @@ def _step(ctx: ClusterContext, token: str, seq: int) -> PollOutcome:
         return PollOutcome.ENDED
     # The next step is due one interval after this one began, however long the query took.
     elapsed = time.monotonic() - started
-    quiet_s = time.time() - ctx.store.query_stats(cluster).get("last_change_at", 0.0)
+    quiet_s = ctx.store.now() - ctx.store.query_stats(cluster).get("last_change_at", 0.0)
     countdown = max(0.0, poll_interval_s(ctx.profile, quiet_s) - elapsed)
     ctx.send(routing.POLL, cluster, token, seq + 1, poll_queue=True, countdown=countdown)
     return PollOutcome.CONTINUED

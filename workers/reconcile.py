@@ -10,7 +10,6 @@ store, and purges finished records past their retention.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from jobgate.client import routing
@@ -33,7 +32,7 @@ class ReconcileReport:
 
 
 def reconcile(ctx: ClusterContext) -> ReconcileReport:
-    now = time.time()
+    now = ctx.store.now()
     purged = ctx.store.purge_expired(now)
     finalized = finalize_pending(ctx)
     adopted, resent = _settle_new_jobs(ctx, now)

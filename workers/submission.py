@@ -9,7 +9,6 @@ the job already exists (submitted by a worker that died before recording it).
 from __future__ import annotations
 
 import logging
-import time
 from enum import StrEnum
 
 from jobgate.client.errors import BackendError, JobNotFoundError
@@ -102,7 +101,7 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
         ctx.backend.cancel({job_id: backend_id})
         log.info("job %s was cancelled during submission; cancelled %s", job_id, backend_id)
         return SubmitOutcome.CANCELLED
-    store.mark_change(ctx.name, time.time())
+    store.mark_change(ctx.name, store.now())
     start_chain(ctx)
     log.info("job %s submitted to %s as %s", job_id, ctx.name, backend_id)
     return SubmitOutcome.ADOPTED if adopted else SubmitOutcome.SUBMITTED

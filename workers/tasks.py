@@ -20,6 +20,7 @@ from jobgate.workers import operations, polling, reconcile, submission
 from jobgate.workers.app import app
 from jobgate.workers.backends.base import Stream
 from jobgate.workers.context import ClusterContext
+from jobgate.workers.expiry import ExpiringCall
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def reconcile_cluster(cluster: str) -> None:
     log.debug("reconcile of %s: %s", cluster, report)
 
 
-@app.task(name=routing.MONITOR, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+@app.task(name=routing.MONITOR, base=ExpiringCall, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def monitor(job_id: str) -> dict[str, Any]:
     return _on_job(job_id, lambda ctx: operations.monitor_job(ctx, job_id))
 
@@ -84,7 +85,7 @@ def cancel(job_id: str) -> dict[str, Any]:
     return _on_job(job_id, lambda ctx: operations.cancel_job(ctx, job_id))
 
 
-@app.task(name=routing.LOGS, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+@app.task(name=routing.LOGS, base=ExpiringCall, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def logs(
     job_id: str, stream: str, offset: int, index: int | None, max_bytes: int
 ) -> dict[str, Any]:

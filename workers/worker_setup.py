@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Celery, bootsteps, signals
 
 from jobgate.client import routing
 from jobgate.client.celeryconf import VISIBILITY_TIMEOUT_ENV
+from jobgate.client.clock import ServerClock
 from jobgate.client.clusters import publish_worker
 from jobgate.client.connection import connect, tenant_from_env, url_from_env
 from jobgate.client.coordination import Coordination
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 10.0
 HEARTBEAT_TTL_S = 3 * HEARTBEAT_S
+#: A host clock this far from Redis's is worth an operator's attention.
+CLOCK_SKEW_WARN_S = 2.0
 
 
 def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> None:
@@ -70,7 +74,9 @@ class Housekeeping(bootsteps.StartStopStep):
     def start(self, worker: Any) -> None:
         profiles = list(served_profiles().values())
         url = url_from_env()
-        self.coordination = Coordination(connect(url), Keys(tenant_from_env()), url)
+        client = connect(url)
+        self.coordination = Coordination(client, Keys(tenant_from_env()), url)
+        _check_clock(ServerClock(client))
         beat = (self.coordination, worker.hostname, profiles)
         self._heartbeat(*beat)
         reconcile = (worker.app, self.coordination, profiles)
@@ -110,6 +116,25 @@ class Housekeeping(bootsteps.StartStopStep):
                                   queue=routing.poll_queue(profile.name))  # fmt: skip
             except (BrokerUnavailableError, OSError) as e:
                 log.warning("could not schedule reconcile of %s: %s", profile.name, e)
+
+
+def _check_clock(clock: ServerClock) -> None:
+    """Warn when this host's clock is off Redis's. jobgate's records are on Redis's clock
+    whatever the host says, but Celery's countdowns are not: a poll step this worker
+    queues is held by the worker that receives it until its own clock reaches the
+    sender's due time."""
+    try:
+        offset_s = clock.offset_s()
+    except redis.RedisError as e:
+        log.warning("could not compare this host's clock with Redis's: %s", e)
+        return
+    if abs(offset_s) > CLOCK_SKEW_WARN_S:
+        log.warning(
+            "this host's clock is %.1f s %s Redis's: fix its time synchronization (NTP). "
+            "Job records use Redis's clock; countdown tasks this worker sends to other "
+            "workers wait that much longer or shorter",
+            abs(offset_s), "behind" if offset_s > 0 else "ahead of",
+        )  # fmt: skip
 
 
 def install(app: Celery) -> None:
