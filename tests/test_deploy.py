@@ -35,6 +35,8 @@ def test_compose_services_use_real_entry_points_and_files() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
     assert set(services) == {"redis", "worker", "flower"}
+    # A service that exits (a crash, a lost Redis) comes back by itself.
+    assert {s.get("restart") for s in services.values()} == {"unless-stopped"}
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert services["worker"]["command"][:2] == ["jobgate", "worker"]
     assert "jobgate" in scripts
