@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def test_five_minutes_of_skew_between_client_and_workers_keep_records_in_order(
     ahead.stop()
     local_backend.start_worker(local_backend.profile(), name="behind", env=skewed("-5m"))
     gate.touch()
+    released = time.monotonic()
 
     for job in jobs:
         record = job.wait(timeout_s=60)
@@ -99,6 +101,9 @@ def test_five_minutes_of_skew_between_client_and_workers_keep_records_in_order(
         assert before <= record.created_at <= after, (before, record.created_at, after)
         assert statuses(record) == [JobStatus.NEW, JobStatus.PENDING, JobStatus.RUNNING,
                                     JobStatus.SUCCEEDED]  # fmt: skip
+    finished_s = time.monotonic() - released
     assert sorted(runs.read_text().split()) == sorted(job_ids)  # each ran once
     listed = [r.id for r in gateway.list(since=before, until=after, limit=100)]
     assert listed == sorted(job_ids)
+    print(f"FIGURE clock-skew client -5 min, workers +5/-5 min: {JOBS} jobs, 0 stale, 0 rerun, "
+          f"all SUCCEEDED {finished_s:.1f} s after release, listed by since/until")  # fmt: skip
