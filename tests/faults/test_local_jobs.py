@@ -1,0 +1,118 @@
+"""Local jobs that fight jobgate's wrapper: an environment that breaks the wrapper's own
+commands (PATH=/nonexistent), and processes left behind (``setsid``, ``nohup … &``).
+Each job runs exactly once, ends in the state its program earned, and leaves nothing
+running once it has finished or been cancelled.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from jobgate.client import JobSpec, JobStatus
+from tests.support.local import LocalHarness
+from tests.support.records import statuses
+from tests.support.waiting import wait_for
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("command", "status", "exit_code"),
+    [("/bin/echo ok", JobStatus.SUCCEEDED, 0), ("date", JobStatus.FAILED, 127)],
+    ids=["absolute-paths-succeed", "date-fails-127"],
+)
+def test_a_job_whose_path_is_nonexistent_runs_once_and_ends_with_its_own_exit_code(
+    local_backend: LocalHarness, tmp_path: Path, command: str, status: JobStatus, exit_code: int
+) -> None:
+    runs = tmp_path / "runs"
+    local_backend.start()
+    job = local_backend.submit(
+        JobSpec(
+            name="no-path",
+            command=f'echo "$PATH" >> {runs}; {command}',
+            env={"PATH": "/nonexistent"},
+        )
+    )
+
+    record = job.wait(timeout_s=90)
+
+    ran = len(runs.read_text().splitlines())
+    print(f"FIGURE local PATH=/nonexistent, {command!r}: ran {ran} time(s), {record.status.value}")
+    assert record.status is status, record
+    assert record.exit_code == exit_code, record
+    assert runs.read_text().splitlines() == ["/nonexistent"]  # once, with the user's PATH
+    assert statuses(record).count(status) == 1
+
+
+#: Two processes that outlive the job's program: one in a session of its own, one
+#: detached from the terminal; their pids go to the file `{pids}`.
+LEAVE_BEHIND = (
+    "setsid sleep 300 & echo $! >> {pids}; nohup sleep 300 > /dev/null 2>&1 & echo $! >> {pids}; "
+)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie has ended), read from /proc directly."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def leftovers(pids: Path) -> list[int]:
+    return [pid for pid in map(int, pids.read_text().split()) if running(pid)]
+
+
+@pytest.fixture(params=[True, False], ids=["cgroup", "environment"])
+def cgroups(request: pytest.FixtureRequest) -> bool:
+    """Whether the job runs in a cgroup of its own, or is found by its environment."""
+    use: bool = request.param
+    return use
+
+
+def assert_tracked_as(local_backend: LocalHarness, job_id: str, cgroups: bool) -> None:
+    """The job runs in a cgroup exactly when asked to (and the host allows it)."""
+    if cgroups and not (local_backend.work_dir / job_id / f"{job_id}.cgroup").exists():
+        pytest.skip("this host lets the worker make no cgroup v2 of its own")
+    assert (local_backend.work_dir / job_id / f"{job_id}.cgroup").exists() == cgroups
+
+
+@pytest.mark.timeout(60)
+def test_what_a_finished_job_left_running_is_killed_when_it_finishes(
+    local_backend: LocalHarness, tmp_path: Path, cgroups: bool
+) -> None:
+    pids = tmp_path / "pids"
+    local_backend.start(local={"cgroups": cgroups})
+    job = local_backend.submit_named("leaves", LEAVE_BEHIND.format(pids=pids) + "echo done")
+
+    record = job.wait(timeout_s=45)
+
+    assert record.status is JobStatus.SUCCEEDED, record
+    assert_tracked_as(local_backend, job.id, cgroups)
+    assert len(pids.read_text().split()) == 2
+    assert leftovers(pids) == []
+
+
+@pytest.mark.timeout(60)
+def test_a_cancelled_job_is_gone_with_everything_it_started(
+    local_backend: LocalHarness, tmp_path: Path, cgroups: bool
+) -> None:
+    pids = tmp_path / "pids"
+    local_backend.start(local={"cgroups": cgroups})
+    job = local_backend.submit_named("leaves", LEAVE_BEHIND.format(pids=pids) + "sleep 300")
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, what="two children")
+    assert_tracked_as(local_backend, job.id, cgroups)
+    assert len(leftovers(pids)) == 2
+
+    started = time.monotonic()
+    cancelled = job.cancel()
+    cancel_s = time.monotonic() - started
+    mechanism = "cgroup" if cgroups else "environment"
+    print(f"FIGURE local cancel, setsid and nohup children ({mechanism}): {cancel_s:.2f} s")
+
+    assert leftovers(pids) == []  # gone before the cancel answered
+    assert cancelled.status is JobStatus.CANCELLED, cancelled
+    assert job.wait(timeout_s=30).status is JobStatus.CANCELLED
