@@ -116,3 +116,26 @@ def test_a_cancelled_job_is_gone_with_everything_it_started(
     assert leftovers(pids) == []  # gone before the cancel answered
     assert cancelled.status is JobStatus.CANCELLED, cancelled
     assert job.wait(timeout_s=30).status is JobStatus.CANCELLED
+
+
+@pytest.mark.timeout(60)
+def test_an_environment_that_breaks_the_shell_fails_the_job_once_without_running_it(
+    local_backend: LocalHarness, tmp_path: Path
+) -> None:
+    broken = tmp_path / "lib"
+    broken.mkdir()
+    (broken / "libc.so.6").write_text("not a library")  # what every dynamic program loads
+    runs = tmp_path / "runs"
+    local_backend.start()
+    job = local_backend.submit_named(
+        "broken-libc", f"/bin/echo run >> {runs}", env={"LD_LIBRARY_PATH": str(broken)}
+    )
+
+    record = job.wait(timeout_s=45)
+
+    assert record.status is JobStatus.FAILED, record
+    assert record.reason is not None
+    assert "could not launch its runner" in record.reason
+    assert "libc.so.6" in record.reason  # the loader's own words
+    assert not runs.exists()
+    assert statuses(record) == [JobStatus.NEW, JobStatus.FAILED]

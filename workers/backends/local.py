@@ -107,11 +107,18 @@ class LocalBackend(FileBackend[LocalProfile]):
                 ],
                 cwd=cwd,
                 env=job_environment(job, self.profile),
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as e:
             raise BackendError(f"cannot start job {job_id} in {cwd}: {e}") from e
-        launcher.wait(timeout=START_TIMEOUT_S)
+        _, errors = launcher.communicate(timeout=START_TIMEOUT_S)
+        if launcher.returncode != 0:
+            message = errors.decode(errors="replace").strip()[-500:]
+            raise BackendError(
+                f"job {job_id}: /bin/sh could not launch its runner with the job's environment "
+                f"(exit code {launcher.returncode}): {message}"
+            )
         self._wait_for_runner(job_id, directory)
         return job_id
 
