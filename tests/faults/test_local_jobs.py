@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 
 from jobgate.client import JobSpec, JobStatus
+from jobgate.client.errors import BackendError
+from jobgate.client.ids import new_job_id
+from jobgate.client.profile_schema import LocalProfile, LocalSettings
+from jobgate.workers.backends.base import JobSubmission
+from jobgate.workers.backends.local import LocalBackend
 from tests.support.local import LocalHarness
 from tests.support.records import statuses
 from tests.support.waiting import wait_for
@@ -139,3 +144,31 @@ def test_an_environment_that_breaks_the_shell_fails_the_job_once_without_running
     assert "libc.so.6" in record.reason  # the loader's own words
     assert not runs.exists()
     assert statuses(record) == [JobStatus.NEW, JobStatus.FAILED]
+
+
+def test_a_second_submit_of_a_launched_job_never_launches_it_again(
+    work_dir: Path, tmp_path: Path
+) -> None:
+    """As a redelivered submit would: the first launch failed (the job's environment
+    breaks /bin/sh), the directory holds its launch mark; the second does not relaunch."""
+    broken = tmp_path / "lib"
+    broken.mkdir()
+    (broken / "libc.so.6").write_text("not a library")
+    runs = tmp_path / "runs"
+    backend = LocalBackend(LocalProfile(name="local", local=LocalSettings(work_dir=str(work_dir))))
+    spec = JobSpec(
+        name="once", command=f"/bin/echo run >> {runs}", env={"LD_LIBRARY_PATH": str(broken)}
+    )
+    job = JobSubmission(new_job_id(), spec, owner="tester", tenant="t")
+    with pytest.raises(BackendError, match="could not launch its runner"):
+        backend.submit(job)
+    kept = work_dir / job.job_id / "kept"
+    kept.touch()  # a new launch starts from a fresh directory
+
+    with pytest.raises(BackendError, match="ended before it recorded its start") as failed:
+        backend.submit(job)
+
+    assert not failed.value.transient
+    assert "not started again" in str(failed.value)
+    assert not runs.exists()
+    assert kept.exists()

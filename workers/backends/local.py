@@ -1,14 +1,17 @@
-"""The local backend: each job is a process group on the worker's own host.
+"""The local backend: each job is a detached runner on the worker's own host.
 
 A job lives in ``<work_dir>/<job id>/``: its program, the runner and task
 scripts, and per task ``<id>[.<index>].out/.err/.started/.exit``. The runner is
 detached (its own session, reparented away from the worker), so a job outlives
 the worker that started it; its exit record is written by the task script, so
-the truth survives too, and any later worker reads it.
+the truth survives too, and any later worker reads it. A job is launched at most
+once (``<id>.launched`` is written first); everything it starts is found and
+ended with it (local_processes.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -111,9 +114,11 @@ class LocalBackend(FileBackend[LocalProfile]):
                 start_new_session=True,
             )
         except OSError as e:
+            _discard(cgroup)
             raise BackendError(f"cannot start job {job_id} in {cwd}: {e}") from e
         _, errors = launcher.communicate(timeout=START_TIMEOUT_S)
         if launcher.returncode != 0:
+            _discard(cgroup)
             message = errors.decode(errors="replace").strip()[-500:]
             raise BackendError(
                 f"job {job_id}: /bin/sh could not launch its runner with the job's environment "
@@ -249,6 +254,13 @@ def _runner_processes(directory: Path) -> list[int]:
         if proc.info["status"] != psutil.STATUS_ZOMBIE and runner in (proc.info["cmdline"] or ()):
             found.append(proc.pid)
     return found
+
+
+def _discard(cgroup: Path | None) -> None:
+    """Remove the cgroup made for a job that was never launched."""
+    if cgroup is not None:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
 
 
 def _runner_errors(directory: Path) -> str:
