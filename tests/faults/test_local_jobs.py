@@ -51,6 +51,27 @@ def test_a_job_whose_path_is_nonexistent_runs_once_and_ends_with_its_own_exit_co
     assert statuses(record).count(status) == 1
 
 
+@pytest.mark.timeout(60)
+def test_an_array_whose_path_is_nonexistent_runs_each_element_once(
+    local_backend: LocalHarness, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    local_backend.start()
+    job = local_backend.submit(
+        JobSpec(
+            name="no-path-array",
+            command=f'echo "$JOBGATE_ARRAY_INDEX $PATH" >> {runs}',
+            env={"PATH": "/nonexistent"},
+            array="0-2",
+        )
+    )
+
+    record = job.wait(timeout_s=45)
+
+    assert record.status is JobStatus.SUCCEEDED, record
+    assert sorted(runs.read_text().splitlines()) == [f"{i} /nonexistent" for i in range(3)]
+
+
 #: Two processes that outlive the job's program: one in a session of its own, one
 #: detached from the terminal; their pids go to the file `{pids}`.
 LEAVE_BEHIND = (
