@@ -55,6 +55,11 @@ class LocalSettings(StrictModel):
         default=None, ge=1, description="Array elements run at once when the spec gives no %N."
     )
     cancel_grace_s: float = Field(default=5.0, gt=0, le=300, description="SIGTERM to SIGKILL.")
+    cgroups: bool = Field(
+        default=True,
+        description="Each job in a cgroup v2 of its own where the worker may make one; "
+        "false: a job's processes are found by JOBGATE_JOB_ID in their environment.",
+    )
 
 
 class SchedulerCommandSettings(StrictModel):

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from jobgate.client import Gateway
+from jobgate.workers.backends.local_processes import JobProcesses, end_jobs
 from scripts import devstack
 from tests.emulators.kubernetes.kubeemu import KubeApiServer
 from tests.support.kubernetes import NAMESPACE, KubernetesHarness
@@ -61,6 +62,9 @@ def work_dir(tmp_path: Path) -> Iterator[Path]:
     for proc_file in path.glob("*/*.proc"):
         with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
             os.killpg(int(json.loads(proc_file.read_text())["pgid"]), signal.SIGKILL)
+    for cgroup_file in path.glob("*/*.cgroup"):
+        cgroup = Path(cgroup_file.read_text())
+        end_jobs([JobProcesses(cgroup_file.parent.name, None, cgroup)], grace_s=0)
 
 
 @pytest.fixture

@@ -1,17 +1,20 @@
-"""The local backend: each job is a process group on the worker's own host.
+"""The local backend: each job is a detached runner on the worker's own host.
 
 A job lives in ``<work_dir>/<job id>/``: its program, the runner and task
 scripts, and per task ``<id>[.<index>].out/.err/.started/.exit``. The runner is
 detached (its own session, reparented away from the worker), so a job outlives
 the worker that started it; its exit record is written by the task script, so
-the truth survives too, and any later worker reads it.
+the truth survives too, and any later worker reads it. A job is launched at most
+once (``<id>.launched`` is written first); everything it starts is found and
+ended with it (local_processes.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -38,10 +41,15 @@ from jobgate.workers.backends.jobfiles import (
     task_base,
     write_indices,
 )
+from jobgate.workers.backends.local_processes import JobProcesses, end_jobs, make_cgroup
 from jobgate.workers.backends.programs import job_environment, render_program
+
+log = logging.getLogger(__name__)
 
 SCRIPTS = Path(__file__).with_name("local_scripts")
 START_TIMEOUT_S = 10.0
+#: How often a submit waiting for the runner's record checks that the runner still runs.
+RUNNER_CHECK_S = 0.2
 
 
 class LocalBackend(FileBackend[LocalProfile]):
@@ -70,8 +78,16 @@ class LocalBackend(FileBackend[LocalProfile]):
         directory = self.job_directory(job_id)
         if (directory / f"{job_id}.proc").exists():
             return job_id
+        if (directory / f"{job_id}.launched").exists():
+            # An earlier attempt launched it: never launch it again, it may have run.
+            self._wait_for_runner(job_id, directory)
+            return job_id
         try:
             self._prepare(directory, job_id, spec)
+            cgroup = make_cgroup(job_id) if self.settings.cgroups else None
+            if cgroup is not None:
+                (directory / f"{job_id}.cgroup").write_text(str(cgroup), encoding="utf-8")
+            (directory / f"{job_id}.launched").touch()
         except OSError as e:
             raise BackendError(f"cannot prepare job directory {directory}: {e}") from e
         indices = [str(i) for i in spec.array.indices] if spec.array else []
@@ -84,26 +100,36 @@ class LocalBackend(FileBackend[LocalProfile]):
                 [
                     "/bin/sh",
                     "-c",
-                    '/bin/sh "$0" "$$" "$@" </dev/null >/dev/null 2>&1 &',
+                    '/bin/sh "$0" "$$" "$@" </dev/null >/dev/null 2>"$1/runner.err" &',
                     str(directory / "runner.sh"),
                     str(directory),
                     job_id,
                     str(parallel),
+                    str(cgroup or ""),
                     *indices,
                 ],
                 cwd=cwd,
                 env=job_environment(job, self.profile),
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as e:
+            _discard(cgroup)
             raise BackendError(f"cannot start job {job_id} in {cwd}: {e}") from e
-        launcher.wait(timeout=START_TIMEOUT_S)
+        _, errors = launcher.communicate(timeout=START_TIMEOUT_S)
+        if launcher.returncode != 0:
+            _discard(cgroup)
+            message = errors.decode(errors="replace").strip()[-500:]
+            raise BackendError(
+                f"job {job_id}: /bin/sh could not launch its runner with the job's environment "
+                f"(exit code {launcher.returncode}): {message}"
+            )
         self._wait_for_runner(job_id, directory)
         return job_id
 
     def _prepare(self, directory: Path, job_id: str, spec: JobSpec) -> None:
-        # A directory without a runner record is what an earlier attempt left when it
-        # died before launching; the caller holds the job's submit lock, so clear it.
+        # A directory without a launch mark is what an earlier attempt left when it died
+        # before launching; the caller holds the job's submit lock, so clear it.
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True, mode=0o700)
         program = directory / f"{job_id}.program"
@@ -116,11 +142,24 @@ class LocalBackend(FileBackend[LocalProfile]):
 
     @staticmethod
     def _wait_for_runner(job_id: str, directory: Path) -> None:
+        """Wait for the runner's record of its start; a runner that ended without one
+        started nothing (it stops at its first error) and is not launched again."""
+        record = directory / f"{job_id}.proc"
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not (directory / f"{job_id}.proc").exists():
-            if time.monotonic() > deadline:
+        look_for_runner_at = time.monotonic() + RUNNER_CHECK_S
+        while not record.exists():
+            now = time.monotonic()
+            if now >= look_for_runner_at:
+                if not _runner_processes(directory) and not record.exists():
+                    raise BackendError(
+                        f"job {job_id}: its runner ended before it recorded its start "
+                        f"({_runner_errors(directory)}); not started again, see {directory}"
+                    )
+                look_for_runner_at = now + RUNNER_CHECK_S
+            if now > deadline:
                 raise BackendError(
-                    f"job {job_id}: runner did not start within {START_TIMEOUT_S:g} s",
+                    f"job {job_id}: its runner has not recorded its start within "
+                    f"{START_TIMEOUT_S:g} s; it will be looked for again, not started twice",
                     transient=True,
                 )
             time.sleep(0.005)
@@ -128,7 +167,11 @@ class LocalBackend(FileBackend[LocalProfile]):
     # -- status ------------------------------------------------------------------
 
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
-        return {job_id: self._observe(job_id) for job_id in jobs}
+        observations = {job_id: self._observe(job_id) for job_id in jobs}
+        finished = [job_id for job_id, seen in observations.items() if seen.status.is_finished]
+        if finished:
+            self._end_leftovers(finished)
+        return observations
 
     def _observe(self, job_id: str) -> Observation:
         directory = self.job_directory(job_id)
@@ -180,51 +223,52 @@ class LocalBackend(FileBackend[LocalProfile]):
 
     def cancel(self, jobs: Mapping[str, str]) -> None:
         for job_id in jobs:
-            self._cancel(job_id)
+            (self.job_directory(job_id) / f"{job_id}.cancelled").touch()
+        processes = [self._processes(job_id) for job_id in jobs]
+        left = end_jobs(processes, self.settings.cancel_grace_s)
+        if left:
+            raise BackendError(f"job(s) {', '.join(left)}: processes survived SIGKILL")
 
-    def _cancel(self, backend_id: str) -> None:
-        directory = self.job_directory(backend_id)
-        (directory / f"{backend_id}.cancelled").touch()
-        proc = read_json(directory / f"{backend_id}.proc")
-        if proc is None:
-            return
-        pgid = int(proc["pgid"])
-        for sig, grace_s in (
-            (signal.SIGTERM, self.settings.cancel_grace_s),
-            (signal.SIGKILL, 5.0),
-        ):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + grace_s
-            while group_members(pgid):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-            else:
-                return
-        raise BackendError(f"job {backend_id}: process group {pgid} survived SIGKILL")
+    def _end_leftovers(self, job_ids: Sequence[str]) -> None:
+        """Kill what finished jobs left running, as a batch scheduler does at a job's end."""
+        left = end_jobs([self._processes(job_id) for job_id in job_ids], grace_s=0)
+        if left:
+            log.warning("finished job(s) %s: processes survived SIGKILL", ", ".join(left))
 
-
-def group_members(pgid: int) -> list[int]:
-    """Pids of the live (not zombie) processes in process group `pgid`.
-
-    Where init reaps orphans, an empty group is gone at once; the scan of all
-    processes is only needed while unreaped zombies still hold the group.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return []
-    members = []
-    for proc in psutil.process_iter(["status"]):
+    def _processes(self, job_id: str) -> JobProcesses:
+        directory = self.job_directory(job_id)
+        proc = read_json(directory / f"{job_id}.proc")
         try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                members.append(proc.pid)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
+            cgroup: Path | None = Path((directory / f"{job_id}.cgroup").read_text("utf-8"))
+        except FileNotFoundError:
+            cgroup = None
+        return JobProcesses(job_id, int(proc["pgid"]) if proc else None, cgroup)
+
+
+def _runner_processes(directory: Path) -> list[int]:
+    """Pids of the live processes running the job's runner (or about to: the launcher's
+    child holds the runner's path in its arguments from the start)."""
+    runner = str(directory / "runner.sh")
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and runner in (proc.info["cmdline"] or ()):
+            found.append(proc.pid)
+    return found
+
+
+def _discard(cgroup: Path | None) -> None:
+    """Remove the cgroup made for a job that was never launched."""
+    if cgroup is not None:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+
+
+def _runner_errors(directory: Path) -> str:
+    try:
+        errors = (directory / "runner.err").read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        errors = ""
+    return errors.strip()[-500:] or "it wrote no error"
 
 
 def _alive(pid: int, directory: Path) -> bool:
