@@ -59,8 +59,9 @@ class Coordination:
     # -- locks: held by one worker, released by it (or expired) ------------------------
 
     def query_lock(self, cluster: str, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
-        """Held while one worker queries the cluster's scheduler; yields whether taken."""
-        return self._held(self.keys.query_lock(cluster), ttl_s)
+        """Held while one worker queries the cluster's scheduler; yields whether taken.
+        Renewed like the submit lock: a holder killed mid-query frees it within `ttl_s`."""
+        return self._held(self.keys.query_lock(cluster), ttl_s, renewed=True)
 
     def submit_lock(
         self, job_id: str, ttl_s: float, *, wait_s: float

@@ -20,7 +20,7 @@ from jobgate.client import Job, JobStatus
 from tests.support.records import statuses
 from tests.support.shims import killing_shim
 from tests.support.slurm import LocalSlurm, SlurmHarness, slurm_ids_named
-from tests.support.waiting import wait_for
+from tests.support.waiting import gated, wait_for
 
 #: Short enough that a dead worker's unacknowledged submit comes back within a test,
 #: far above the 0.5 s poll interval of the test profiles.
@@ -81,3 +81,48 @@ def test_a_worker_killed_at_any_point_of_a_submit_leaves_one_job_on_slurm(
     print(f"FIGURE worker-sigkill slurm {point}: 1 job on Slurm, ran once; recorded "
           f"{on_slurm:.1f} s, done {done:.1f} s after the kill (visibility timeout "
           f"{VISIBILITY_TIMEOUT_S} s)")  # fmt: skip
+
+
+def _child_lost(log: str) -> bool:
+    """Whether the worker's log says a pool child died of SIGKILL while running a task."""
+    return "WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL)" in log
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("point", ["poll-step", "before-sbatch", "after-sbatch"])
+def test_a_pool_child_killed_in_a_poll_step_or_a_submit_loses_and_repeats_nothing(
+    slurm_backend: SlurmHarness, slurm: LocalSlurm, tmp_path: Path, point: str
+) -> None:
+    """SIGKILL to the pool child alone, as the OOM killer would: from squeue while it
+    runs a poll step, or from sbatch before it ran or after it answered. Celery requeues
+    the task (acks late, reject on worker lost); the same worker goes on."""
+    harness = slurm_backend
+    if point == "poll-step":
+        real, after = harness.shim_dir / "squeue", False  # still counted
+    else:
+        real, after = SBATCH, point == "after-sbatch"
+    armed = killing_shim(tmp_path / "killing-shim", real, kill="$PPID", after_answer=after)
+    env = harness.worker_env()
+    env["PATH"] = f"{armed.parent}{os.pathsep}{env['PATH']}"
+    worker = harness.start_worker(harness.profile(), env=env)
+    runs, gate = tmp_path / "runs", tmp_path / "go"
+    if point != "poll-step":
+        armed.touch()
+    job = harness.submit_named("once", gated(f'echo "$JOBGATE_JOB_ID" >> {runs}', gate))
+    if point == "poll-step":
+        wait_for(lambda: job.status() is JobStatus.RUNNING, timeout_s=harness.timeout_s,
+                 what="the job running")  # fmt: skip
+        armed.touch()
+    wait_for(lambda: (armed.parent / "fired").exists(), timeout_s=60, what="the kill")
+    killed, queries = time.monotonic(), harness.gateway.scheduler_queries(harness.cluster)
+    wait_for(lambda: _child_lost(worker.log_text()), what="Celery to see the child die")
+    wait_for(lambda: harness.gateway.scheduler_queries(harness.cluster) > queries,
+             timeout_s=60, what="polling to go on")  # fmt: skip
+    resumed = time.monotonic() - killed
+    gate.touch()
+
+    _ran_once(job, runs, harness.timeout_s)
+    assert slurm_ids_named(slurm, f"jobgate-{job.id}") == [job.record().backend_id]
+    assert worker.running()
+    print(f"FIGURE pool-child-sigkill slurm {point}: 1 job on Slurm, ran once; next "
+          f"query {resumed:.1f} s after the kill")  # fmt: skip
