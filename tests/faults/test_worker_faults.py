@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from celery.result import AsyncResult
 
-from jobgate.client import Job, JobStatus
+from jobgate.client import Job, JobRecord, JobStatus, routing
+from scripts import devstack
 from tests.support.records import statuses
-from tests.support.shims import killing_shim
+from tests.support.shims import count, counting_shim, killing_shim
 from tests.support.slurm import LocalSlurm, SlurmHarness, slurm_ids_named
 from tests.support.waiting import gated, wait_for
 
@@ -126,3 +129,65 @@ def test_a_pool_child_killed_in_a_poll_step_or_a_submit_loses_and_repeats_nothin
     assert worker.running()
     print(f"FIGURE pool-child-sigkill slurm {point}: 1 job on Slurm, ran once; next "
           f"query {resumed:.1f} s after the kill")  # fmt: skip
+
+
+def _received(worker: devstack.Worker, task: str) -> int:
+    """How many messages of `task` the worker took."""
+    return worker.log_text().count(f"Task {task}[")
+
+
+@pytest.mark.timeout(240)
+def test_submit_poll_and_cancel_delivered_twice_at_once_to_two_workers_act_once(
+    slurm_backend: SlurmHarness, slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    """Copies of a job's submit (sbatch slowed down, so that they overlap), of a poll step
+    and of its cancel, sent with Celery to two workers: one job on Slurm, one chain, one
+    CANCELLED transition, event and finalization; both cancels answer the same record."""
+    harness, gateway, cluster = slurm_backend, slurm_backend.gateway, slurm_backend.cluster
+    sbatch_calls = counting_shim(tmp_path / "sbatch-shim", SBATCH, delay_s=1)
+    env = harness.worker_env()
+    env["PATH"] = f"{sbatch_calls.parent}{os.pathsep}{env['PATH']}"
+    profile = harness.profile()
+    workers = [harness.start_worker(profile, env=env, name=n) for n in ("left", "right")]
+    job = harness.submit_named("twice", "sleep 300")
+    for _ in range(3):
+        gateway.celery.send_task(routing.SUBMIT, args=[job.id], queue=routing.queue(cluster))
+    wait_for(lambda: job.status() is JobStatus.RUNNING, timeout_s=harness.timeout_s,
+             what="the job running")  # fmt: skip
+    assert count(sbatch_calls) == 1
+    assert slurm_ids_named(slurm, f"jobgate-{job.id}") == [job.record().backend_id]
+    assert all(_received(w, routing.SUBMIT) for w in workers)  # both took copies
+
+    lease, stats = gateway.keys.poll_lease(cluster), gateway.store.query_stats
+    token, seq = str(gateway.store.redis.get(lease)).split(":")
+    superseded = stats(cluster).get("polls_superseded", 0)
+    for _ in range(4):
+        gateway.celery.send_task(routing.POLL, args=[cluster, token, int(seq)],
+                                 queue=routing.poll_queue(cluster))  # fmt: skip
+    wait_for(lambda: stats(cluster).get("polls_superseded", 0) >= superseded + 3,
+             what="the copies of the step turned away")  # fmt: skip
+    assert str(gateway.store.redis.get(lease)).split(":")[0] == token  # still one chain
+
+    cancels = [
+        gateway.celery.send_task(routing.CANCEL, args=[job.id], queue=routing.queue(cluster))
+        for _ in range(2)
+    ]
+    answers = [JobRecord.model_validate(c.get(timeout=60)["record"]) for c in cancels]
+    assert answers[0] == answers[1] == job.record()
+    record = answers[0]
+    assert record.status is JobStatus.CANCELLED
+    assert Counter(statuses(record)) == {
+        JobStatus.NEW: 1,
+        JobStatus.PENDING: 1,
+        JobStatus.RUNNING: 1,
+        JobStatus.CANCELLED: 1,
+    }
+    events = [e["status"] for _, e in gateway.store.read_events(job.id, "0", block_ms=1)]
+    assert events.count("CANCELLED") == 1
+    harness.on_scheduler(job).assert_stopped()
+    finalized = f"job {job.id} finished: CANCELLED"
+    assert sum(w.log_text().count(finalized) for w in workers) == 1
+    final = AsyncResult(job.result_id, app=gateway.celery).get(timeout=60)
+    assert JobRecord.model_validate(final) == record
+    print(f"FIGURE duplicate-deliveries slurm: 4 submits -> {count(sbatch_calls)} sbatch, "
+          f"4 copies of a poll step -> 1 chain, 2 cancels -> 1 CANCELLED")  # fmt: skip

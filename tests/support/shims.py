@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def counting_shim(directory: Path, real: Path) -> Path:
+def counting_shim(directory: Path, real: Path, *, delay_s: float = 0.0) -> Path:
     """A stand-in for the command `real`, in `directory` (to put first on PATH) under the
-    same name, that counts its calls and runs the real one; returns the count file."""
+    same name, that counts its calls and runs the real one (`delay_s` later: a slow
+    scheduler); returns the count file."""
     directory.mkdir()
     calls = directory / "calls"
     calls.touch()
     shim = directory / real.name
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
+    delay = f"sleep {delay_s:g}\n" if delay_s else ""
+    shim.write_text(f'#!/bin/sh\necho x >> {calls}\n{delay}exec {real} "$@"\n')
     shim.chmod(0o755)
     return calls
 
