@@ -10,7 +10,9 @@ Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliab
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,12 +20,13 @@ from pathlib import Path
 import pytest
 from celery.result import AsyncResult
 
-from jobgate.client import Job, JobRecord, JobStatus, routing
+from jobgate.client import Gateway, Job, JobRecord, JobSpec, JobStatus, routing
 from scripts import devstack
 from tests.support.records import statuses
 from tests.support.shims import count, counting_shim, killing_shim
 from tests.support.slurm import LocalSlurm, SlurmHarness, slurm_ids_named
 from tests.support.waiting import gated, wait_for
+from tests.support.workers import ProfileFactory, WorkerFactory
 
 #: Short enough that a dead worker's unacknowledged submit comes back within a test,
 #: far above the 0.5 s poll interval of the test profiles.
@@ -73,6 +76,7 @@ def test_a_worker_killed_at_any_point_of_a_submit_leaves_one_job_on_slurm(
     assert not doomed.running()
 
     harness.start_worker(profile, env=env, name="successor")
+    up = time.monotonic() - killed
     backend_id = wait_for(lambda: job.record().backend_id, timeout_s=120,
                           what="the job on Slurm")  # fmt: skip
     on_slurm = time.monotonic() - killed
@@ -81,9 +85,9 @@ def test_a_worker_killed_at_any_point_of_a_submit_leaves_one_job_on_slurm(
     assert slurm_ids_named(slurm, f"jobgate-{job.id}") == [backend_id]
     if point == "after-sbatch":
         assert (armed.parent / "fired").read_text().split() == [backend_id]  # adopted
-    print(f"FIGURE worker-sigkill slurm {point}: 1 job on Slurm, ran once; recorded "
-          f"{on_slurm:.1f} s, done {done:.1f} s after the kill (visibility timeout "
-          f"{VISIBILITY_TIMEOUT_S} s)")  # fmt: skip
+    print(f"FIGURE worker-sigkill slurm {point}: 1 job on Slurm, ran once; after the kill: "
+          f"new worker up {up:.1f} s, Slurm id recorded {on_slurm:.1f} s, done {done:.1f} s "
+          f"(visibility timeout {VISIBILITY_TIMEOUT_S} s)")  # fmt: skip
 
 
 def _child_lost(log: str) -> bool:
@@ -187,7 +191,67 @@ def test_submit_poll_and_cancel_delivered_twice_at_once_to_two_workers_act_once(
     harness.on_scheduler(job).assert_stopped()
     finalized = f"job {job.id} finished: CANCELLED"
     assert sum(w.log_text().count(finalized) for w in workers) == 1
-    final = AsyncResult(job.result_id, app=gateway.celery).get(timeout=60)
-    assert JobRecord.model_validate(final) == record
+    assert (
+        JobRecord.model_validate(AsyncResult(job.result_id, app=gateway.celery).get(60)) == record
+    )
     print(f"FIGURE duplicate-deliveries slurm: 4 submits -> {count(sbatch_calls)} sbatch, "
           f"4 copies of a poll step -> 1 chain, 2 cancels -> 1 CANCELLED")  # fmt: skip
+
+
+def _held_poll_steps(gateway: Gateway, hostname: str) -> list[list[object]]:
+    """The arguments of the countdown poll steps a worker holds."""
+    scheduled = gateway.celery.control.inspect(destination=[hostname], timeout=2).scheduled()
+    return [
+        entry["request"]["args"]
+        for entries in (scheduled or {}).values()
+        for entry in entries
+        if entry["request"]["name"] == routing.POLL
+    ]
+
+
+def _queued_tasks(gateway: Gateway, queue: str) -> list[tuple[str, str]]:
+    """(task name, argsrepr) of the messages waiting in a queue, read in Redis."""
+    raw = gateway.store.redis.lrange(f"{gateway.keys.prefix}{queue}", 0, -1)
+    headers = [json.loads(message)["headers"] for message in raw]
+    return [(h["task"], h["argsrepr"]) for h in headers]
+
+
+@pytest.mark.timeout(180)
+def test_a_warm_shutdown_puts_the_held_countdown_steps_back_and_a_new_worker_goes_on(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory, tmp_path: Path
+) -> None:
+    """SIGTERM to a worker that holds the polling chain's next step (a countdown task,
+    unacknowledged): before it exits the step is back in the poll queue, nothing is left
+    unacknowledged, and a new worker continues the same chain until every job is done."""
+    profile = make_profile(poll_s=2, lease_ttl_s=60)  # a replaced chain would show
+    first = start_worker(profile, name="first")
+    runs, gate = tmp_path / "runs", tmp_path / "go"
+    command = gated(f'echo "$JOBGATE_JOB_ID" >> {runs}', gate)
+    jobs = [gateway.submit(JobSpec(name=f"j{i}", command=command), "local") for i in range(3)]
+    wait_for(lambda: all(j.status() is JobStatus.RUNNING for j in jobs), what="jobs running")
+    (held,) = wait_for(lambda: _held_poll_steps(gateway, first.hostname), what="a held step")
+    token = held[1]
+
+    stopping = time.monotonic()
+    assert first.proc is not None
+    first.proc.send_signal(signal.SIGTERM)
+    first.proc.wait(timeout=60)
+    stopped_s = time.monotonic() - stopping
+    assert first.proc.returncode == 0  # a clean stop, not a kill
+    assert gateway.store.redis.hlen(f"{gateway.keys.prefix}unacked") == 0
+    queued = _queued_tasks(gateway, routing.poll_queue("local"))
+    assert [name for name, _ in queued].count(routing.POLL) == 1
+    assert any(name == routing.POLL and token in args for name, args in queued)
+
+    second = start_worker(profile, name="second")
+    lease = gateway.keys.poll_lease("local")
+    wait_for(lambda: int(str(gateway.store.redis.get(lease)).split(":")[1]) > held[2],
+             timeout_s=60, what="the chain's next step")  # fmt: skip
+    assert str(gateway.store.redis.get(lease)).split(":")[0] == token  # the same chain
+    gate.touch()
+    for job in jobs:
+        assert job.wait(timeout_s=60).status is JobStatus.SUCCEEDED
+    assert sorted(runs.read_text().split()) == sorted(j.id for j in jobs)
+    assert "had active jobs and no polling chain" not in second.log_text()
+    print(f"FIGURE warm-shutdown local: held poll step back in its queue before exit "
+          f"(exit {stopped_s:.1f} s after SIGTERM); 3 jobs done once, same chain")  # fmt: skip
