@@ -9,14 +9,19 @@ as the Lua scripts in client/lua/. Everything else asks them by name.
 from __future__ import annotations
 
 import contextlib
+import logging
+import threading
 from collections.abc import Iterator
 
 import redis
-from redis.exceptions import LockNotOwnedError
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from jobgate.client import lua
 from jobgate.client.connection import broker_errors, guarded
 from jobgate.client.keys import Keys
+
+log = logging.getLogger(__name__)
 
 
 class Coordination:
@@ -54,20 +59,37 @@ class Coordination:
     # -- locks: held by one worker, released by it (or expired) ------------------------
 
     def query_lock(self, cluster: str, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
-        """Held while one worker queries the cluster's scheduler; yields whether taken."""
-        return self._held(self.keys.query_lock(cluster), ttl_s)
+        """Held while one worker queries the cluster's scheduler; yields whether taken.
+        Renewed like the submit lock: a holder killed mid-query frees it within `ttl_s`."""
+        return self._held(self.keys.query_lock(cluster), ttl_s, renewed=True)
 
-    def submit_lock(self, job_id: str, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
-        """Held while one delivery of a job's submit runs; yields whether taken."""
-        return self._held(self.keys.submit_lock(job_id), ttl_s)
+    def submit_lock(
+        self, job_id: str, ttl_s: float, *, wait_s: float
+    ) -> contextlib.AbstractContextManager[bool]:
+        """Held while one delivery of a job's submit runs; yields whether taken, waiting up
+        to `wait_s` for it. Its holder renews it every third of `ttl_s`, so that it lasts
+        as long as a slow submit does, yet frees within `ttl_s` of its holder's death (a
+        worker or pool child killed mid-submit): a wait longer than `ttl_s` ends with the
+        lock, or with its holder alive."""
+        return self._held(self.keys.submit_lock(job_id), ttl_s, wait_s=wait_s, renewed=True)
 
     @contextlib.contextmanager
-    def _held(self, key: str, ttl_s: float) -> Iterator[bool]:
-        lock = self._redis.lock(key, timeout=ttl_s, blocking=False)
+    def _held(
+        self, key: str, ttl_s: float, *, wait_s: float = 0.0, renewed: bool = False
+    ) -> Iterator[bool]:
+        # A renewed lock's token must be seen by the renewing thread: not thread-local.
+        lock = self._redis.lock(
+            key,
+            timeout=ttl_s,
+            blocking=wait_s > 0,
+            blocking_timeout=wait_s or None,
+            thread_local=not renewed,
+        )
         with broker_errors(self.url):
             taken = bool(lock.acquire())
         try:
-            yield taken
+            with _renewing(lock, ttl_s / 3) if taken and renewed else contextlib.nullcontext():
+                yield taken
         finally:
             if taken:
                 # Expired (the work outlived its ttl) and perhaps taken by another:
@@ -117,6 +139,28 @@ class Coordination:
         if gone:
             self._redis.srem(self.keys.workers, *gone)
         return [str(beat) for beat in beats if beat is not None]
+
+
+@contextlib.contextmanager
+def _renewing(lock: Lock, every_s: float) -> Iterator[None]:
+    """Reset `lock`'s time to live every `every_s` from a thread, while the block runs."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(every_s):
+            try:
+                lock.reacquire()
+            except (LockError, redis.RedisError) as e:
+                log.warning("lost lock %s while holding it: %s", lock.name, e)
+                return
+
+    renewer = threading.Thread(target=renew, name=f"renew {lock.name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        renewer.join()
 
 
 def _ms(seconds: float) -> int:

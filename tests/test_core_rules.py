@@ -93,6 +93,28 @@ def test_a_submit_delivered_twice_submits_once_and_starts_one_chain(
     assert chain[1] == 0
 
 
+def test_a_submit_finding_the_lock_of_a_dead_holder_waits_for_it_and_submits(
+    gateway: Gateway, ctx: ClusterContext
+) -> None:
+    """The lock as a holder killed mid-submit leaves it (taken, no longer renewed): the
+    next delivery waits until it expires instead of giving the job up."""
+    job = gateway.submit(JobSpec(name="j", command="true"), cluster=CLUSTER)
+    gateway.store.redis.set(gateway.keys.submit_lock(job.id), "dead-holder", px=500)
+    assert submission.submit_job(ctx, job.id) is SubmitOutcome.SUBMITTED
+    assert scripted(ctx).calls_of("submit") == [(job.id,)]
+
+
+def test_a_submit_lock_outlives_its_ttl_while_its_holder_works(gateway: Gateway) -> None:
+    coordination, ttl_s = gateway.coordination, 0.3
+    with coordination.submit_lock("j1", ttl_s, wait_s=0) as taken:
+        assert taken
+        time.sleep(3 * ttl_s)  # a submit three times slower than the lock's ttl
+        with coordination.submit_lock("j1", ttl_s, wait_s=0) as second:
+            assert not second
+    with coordination.submit_lock("j1", ttl_s, wait_s=0) as after:
+        assert after
+
+
 def test_the_backend_is_told_who_submitted_the_job_and_for_which_tenant(
     gateway: Gateway, ctx: ClusterContext
 ) -> None:

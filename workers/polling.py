@@ -25,7 +25,9 @@ from jobgate.workers.output_tail import keep_output_tails
 
 log = logging.getLogger(__name__)
 
-QUERY_LOCK_S = 120
+#: The query lock's time to live: renewed by its holder while it queries, so a pool
+#: child killed mid-query stops the cluster's polling for this long at most.
+QUERY_LOCK_S = 10.0
 
 
 class PollOutcome(StrEnum):

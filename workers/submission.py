@@ -4,6 +4,9 @@ A redelivered or duplicated ``jobgate.submit`` never starts the job twice: the
 record is checked first (already submitted or finished: nothing to do), a
 per-job lock keeps two deliveries from racing, and the backend is asked whether
 the job already exists (submitted by a worker that died before recording it).
+A delivery that finds the lock held waits for it rather than give up: its holder may
+have died mid-submit (a redelivered message), and then only this delivery is left to
+submit the job; if the holder lives, the wait ends with the job recorded.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from jobgate.workers.secret_handling import SCRUBBER, with_secrets
 
 log = logging.getLogger(__name__)
 
-SUBMIT_LOCK_S = 300
+#: The submit lock's time to live: its holder renews it, so a dead holder's lock frees
+#: this soon, whatever a submit may take. Another delivery waits a little longer for it.
+SUBMIT_LOCK_S = 10.0
+SUBMIT_LOCK_WAIT_S = 1.5 * SUBMIT_LOCK_S
 POLICY_BLOCKED = "policy blocked"
 
 
@@ -56,7 +62,7 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
     profile allows overrides.
     """
     store, profile = ctx.store, ctx.profile
-    with ctx.coordination.submit_lock(job_id, SUBMIT_LOCK_S) as taken:
+    with ctx.coordination.submit_lock(job_id, SUBMIT_LOCK_S, wait_s=SUBMIT_LOCK_WAIT_S) as taken:
         if not taken:
             return SubmitOutcome.BEING_SUBMITTED
         # Read under the lock: a delivery that held it before us may have submitted.

@@ -112,3 +112,8 @@ class SlurmHarness(BatchHarness):
 
     def on_scheduler(self, job: Job) -> OnScheduler:
         return SlurmJob(self.slurm, job.record().backend_id)
+
+
+def slurm_ids_named(slurm: LocalSlurm, name: str) -> list[str]:
+    """The ids of the Slurm jobs called `name`, finished ones included, as Slurm lists them."""
+    return slurm.run("squeue", "-h", "-t", "all", "-n", name, "-o", "%i").split()
