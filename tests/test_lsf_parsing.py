@@ -264,7 +264,7 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
     script = render_script(options, files, array=True)
     assert script.startswith("#!/bin/sh\n#BSUB -J jg-01m7zp0000000000000000000a[1-10]%3\n")
     assert 'base="$base.$LSB_JOBINDEX"' in script
-    assert f'\n{files.program} > "$base.out" 2> "$base.err"\ncode=$?\n' in script
+    assert f'\ncode=0\n{files.program} > "$base.out" 2> "$base.err" || code=$?\n' in script
     assert submit_argv(PROFILE, spec) == ["bsub", "-x", "-B"]
 
 

@@ -153,7 +153,7 @@ def test_directives_from_spec_and_profile(tmp_path: Path) -> None:
     ]
     script = render_script(options, files, array=True)
     assert script.startswith("#!/bin/sh\n#SBATCH --job-name=jg-01m7zp0000000000000000000a\n")
-    assert f"\n{files.program}\ncode=$?\n" in script
+    assert f"\ncode=0\n{files.program} || code=$?\n" in script
     job_args = JobSpec(name="x", command="true", slurm={"extra_args": ["--nice=5"]})
     assert submit_argv(PROFILE, job_args, files.script) == [
         "sbatch", "--parsable", "--exclusive", "--nice=5", str(files.script)]  # fmt: skip

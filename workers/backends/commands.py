@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -67,10 +68,15 @@ def run_once(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
 ) -> CommandResult:
-    """Run a command once; on timeout kill its whole session and raise (transient)."""
+    """Run a command once; on timeout kill its whole session and raise (transient).
+
+    The program is looked up on the worker's PATH, never on `env`'s: a job's own PATH
+    (given to sbatch so that the job inherits it) must not decide which sbatch runs.
+    """
+    program = shutil.which(argv[0]) or argv[0]
     try:
         proc = subprocess.Popen(
-            list(argv),
+            [program, *argv[1:]],
             stdin=subprocess.PIPE if input_text is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

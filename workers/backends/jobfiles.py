@@ -83,15 +83,19 @@ def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool
     program = shlex.quote(str(files.program))
     if redirect:
         program += ' > "$base.out" 2> "$base.err"'
+    # The job's own environment (a PATH of its own) must not break these lines: their
+    # commands go by absolute path, and any failure of theirs stops the script rather
+    # than leave a record that lies.
     return [
+        "set -eu",
         *lines,
-        "start=$(date +%s.%N)",
-        program,
-        "code=$?",
-        "end=$(date +%s.%N)",
+        "start=$(/bin/date +%s.%N)",
+        "code=0",
+        f"{program} || code=$?",
+        "end=$(/bin/date +%s.%N)",
         'printf \'{"exit_code": %d, "started": %s, "finished": %s}\\n\' '
         '"$code" "$start" "$end" > "$base.exit.tmp"',
-        'mv "$base.exit.tmp" "$base.exit"',
+        '/bin/mv "$base.exit.tmp" "$base.exit"',
         'exit "$code"',
     ]
 
