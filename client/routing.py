@@ -10,6 +10,10 @@ LOGS = "jobgate.logs"
 RETRIEVE = "jobgate.retrieve"
 RECONCILE = "jobgate.reconcile"
 
+#: The most output one ``jobgate.logs`` answer carries (its `max_bytes`); the client
+#: reads a larger output in chunks of this size.
+LOGS_MAX_BYTES = 1 << 20
+
 
 def queue(cluster: str) -> str:
     """Queue of the client-facing tasks of a cluster (submit, monitor, cancel, logs)."""
