@@ -3,7 +3,8 @@
 Task arguments are ids only (job id, cluster, chain token), never a spec, so
 nothing a user put in a job (environment, secrets) shows in Flower or in logs.
 Their annotations are the wire contract: a message whose arguments do not fit is
-refused before the task runs (checked_task).
+refused before the task runs (checked_task). A task for a job or cluster this worker
+does not serve is forwarded to that cluster's queue (forwarding).
 Client-facing tasks answer ``{"error": {"type", "message"}}`` for jobgate errors,
 which the client raises again as the same error class.
 """
@@ -26,6 +27,7 @@ from jobgate.workers.app import app
 from jobgate.workers.backends.base import Stream
 from jobgate.workers.checked_task import CheckedTask
 from jobgate.workers.context import ClusterContext
+from jobgate.workers.forwarding import forward
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -43,12 +45,24 @@ AnyTask = Task[Any, Any]
 
 
 def _served(task: AnyTask, job_id: str) -> ClusterContext:
-    """The context of the job's cluster. JobNotFoundError if no such job."""
-    return runtime(app).cluster_of(job_id)
+    """The context of the job's cluster; a job of a cluster this worker does not serve
+    has its message forwarded to that cluster's queue instead. JobNotFoundError if no
+    such job."""
+    served = runtime(app)
+    cluster = served.store.cluster_of(job_id)
+    if not served.serves(cluster):
+        why = f"job {job_id} is on cluster {cluster}, which this worker does not serve"
+        forward(task, routing.queue(cluster), why)
+    return served.cluster(cluster)
 
 
 def _served_cluster(task: AnyTask, cluster: str) -> ClusterContext:
-    return runtime(app).cluster(cluster)
+    """The context of a cluster; a task for a cluster this worker does not serve is
+    forwarded to that cluster's poll queue instead."""
+    served = runtime(app)
+    if not served.serves(cluster):
+        forward(task, routing.poll_queue(cluster), f"this worker does not serve cluster {cluster}")
+    return served.cluster(cluster)
 
 
 def _on_job(
