@@ -20,9 +20,10 @@ Celery 5.7.0 are the newest); reproduced by tests/faults/test_redis_restart.py.
 
 An entry of a queue's Redis list that is not a message at all (not JSON, or not kombu's
 envelope of properties, headers and body) also stopped the worker ("Unrecoverable
-error: JSONDecodeError"), since kombu parses it in the event loop. Here such an entry is
-logged and dropped, as kombu already does for a broadcast it cannot parse; a message in
-a good envelope whose body is poison is Celery's to reject. Reproduced by
+error: JSONDecodeError"), since kombu parses it in the event loop; so did a broadcast
+(e.g. on the pidbox channel) that is JSON but no envelope. Here such an entry is logged
+and dropped, as kombu already does for a broadcast that is not JSON; a message in a
+good envelope whose body is poison is Celery's to reject. Reproduced by
 tests/faults/test_poison_messages.py.
 """
 
@@ -56,7 +57,7 @@ class _Envelope(Message):
 
 class _SturdyChannel:
     """Mixin for a kombu Redis channel: `close` survives a BRPOP connection that is gone,
-    and an entry of a queue that is not a message is dropped, not fatal."""
+    and an entry of a queue (or a broadcast) that is not a message is dropped, not fatal."""
 
     _in_poll: Any
     connection_errors: tuple[type[BaseException], ...]
@@ -72,6 +73,13 @@ class _SturdyChannel:
                 e,
             )
             raise Empty() from e
+
+    def _receive_one(self, c: Any) -> bool | None:
+        try:
+            return super()._receive_one(c)  # type: ignore[misc,no-any-return]
+        except UnreadableEnvelopeError as e:
+            log.error("dropped a broadcast that is not a message (not kombu's envelope): %s", e)
+            return None
 
     def close(self) -> None:
         if self._in_poll:

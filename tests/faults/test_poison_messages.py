@@ -1,7 +1,7 @@
-"""Poison messages: whatever lands on a worker's queue, the worker refuses it with a clear
-log line and goes on serving. Entries that are not messages at all, bodies that are not
-JSON, content types other than JSON, unknown task names, arguments of the wrong shape,
-job ids that do not exist.
+"""Poison messages: whatever lands on a worker's queue (or its broadcast channel), the
+worker refuses it with a clear log line and goes on serving. Entries that are not
+messages at all, bodies that are not JSON, content types other than JSON, unknown task
+names, arguments of the wrong shape, job ids that do not exist.
 
 Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliability.md.
 """
@@ -49,6 +49,10 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
         redis.lpush(queue_key, entry)
     for message in (not_json_body, text_plain):
         redis.lpush(queue_key, json.dumps(message))
+    pidbox = f"{gateway.keys.prefix}/0.celery.pidbox"  # the workers' broadcast channel
+    assert gateway.url.endswith("/0")
+    for broadcast in (b"[1, 2]", b"not json"):
+        assert redis.publish(pidbox, broadcast) == 1  # the worker listens
     gateway.celery.send_task("jobgate.no-such-task", args=["x"], queue=queue)
     missing = ids.new_job_id()
     wrong_shapes: list[tuple[list[Any], dict[str, Any]]] = [
@@ -72,10 +76,13 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     assert "".join(plain.logs()) == "after\n"
     assert worker.running()
     assert redis.llen(queue_key) == 0  # every poison message was taken off the queue
+    assert gateway.celery.control.ping(destination=[worker.hostname], timeout=5)
 
     log = worker.log_text()
     assert "Unrecoverable error" not in log
     assert log.count("dropped a queue entry that is not a message") == 3
+    assert log.count("dropped a broadcast that is not a message") == 1
+    assert "Cannot process event on channel" in log  # kombu's own, for the one not JSON
     assert "Can't decode message body" in log
     assert "Refusing to deserialize untrusted content of type text/plain" in log
     assert "Received unregistered task of type 'jobgate.no-such-task'" in log
@@ -90,6 +97,6 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     assert "raised unexpected" not in log  # no task's own code met the bad arguments
     took_s = time.monotonic() - started
     print(
-        "FIGURE poison-messages: 14 poison messages refused, worker up, "
+        "FIGURE poison-messages: 16 poison messages refused, worker up, "
         f"the next job done {took_s:.1f} s after it was submitted"
     )
