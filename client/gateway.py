@@ -358,7 +358,7 @@ class Job:
         """
         if stream not in ("stdout", "stderr"):
             raise SpecInvalidError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
-        if index is not None and (not isinstance(index, int) or index < 0):
+        if index is not None and (type(index) is not int or index < 0):
             raise SpecInvalidError(f"index must be an array index (an int >= 0), not {index!r}")
         store = self.gateway.store
         redis = OutageRider(outage_s if follow else 0.0, None, f"reading the logs of {self.id}")

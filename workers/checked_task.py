@@ -19,13 +19,15 @@ from typing import Any
 from celery import Task
 from pydantic import TypeAdapter, ValidationError
 
+from jobgate.client.errors import SpecInvalidError
+
 log = logging.getLogger(__name__)
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 60
 
 
-class CheckedTask(Task):  # type: ignore[type-arg]
+class CheckedTask(Task[Any, Any]):
     """A task that refuses arguments its signature does not admit."""
 
     @functools.cached_property
@@ -34,7 +36,7 @@ class CheckedTask(Task):  # type: ignore[type-arg]
         hints = typing.get_type_hints(self.run, include_extras=True)
         return signature, {name: TypeAdapter(hints[name]) for name in signature.parameters}
 
-    def argument_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def _problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """What is wrong with these arguments for this task; None: nothing."""
         signature, adapters = self._parameters
         try:
@@ -50,10 +52,10 @@ class CheckedTask(Task):  # type: ignore[type-arg]
         return None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        problem = self.argument_problem(args, kwargs)
+        problem = self._problem(args, kwargs)
         if problem is None:
             return super().__call__(*args, **kwargs)
         log.error("refused %s[%s]: %s", self.name, self.request.id, problem)
         if self.ignore_result:
             return None
-        return {"error": {"type": "SpecInvalidError", "message": f"{self.name}: {problem}"}}
+        return {"error": {"type": SpecInvalidError.__name__, "message": f"{self.name}: {problem}"}}
