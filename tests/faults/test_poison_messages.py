@@ -65,6 +65,9 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     ]
     for args, kwargs in wrong_shapes:
         gateway.celery.send_task(routing.SUBMIT, args=args, kwargs=kwargs, queue=queue)
+    poll_queue = routing.poll_queue("local")
+    gateway.celery.send_task(routing.POLL, args=["local"], queue=poll_queue)
+    gateway.celery.send_task(routing.RECONCILE, args=["Not A Cluster"], queue=poll_queue)
     with pytest.raises(SpecInvalidError, match=r"jobgate\.monitor: missing a required argument"):
         gateway.call(routing.MONITOR, [], "local", timeout_s=TIMEOUT_S)
     with pytest.raises(SpecInvalidError, match=r"jobgate\.cancel: argument job_id=5: .*string"):
@@ -94,9 +97,12 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
     assert any("too many positional arguments" in line for line in refused)
     assert any("unexpected keyword argument 'bogus'" in line for line in refused)
     assert f"submit of job {missing}: no such record" in log
+    assert "refused jobgate.poll[" in log
+    assert "refused jobgate.reconcile[" in log
+    assert "argument cluster='Not A Cluster': String should match pattern" in log
     assert "raised unexpected" not in log  # no task's own code met the bad arguments
     took_s = time.monotonic() - started
     print(
-        "FIGURE poison-messages: 16 poison messages refused, worker up, "
+        "FIGURE poison-messages: 18 poison messages refused, worker up, "
         f"the next job done {took_s:.1f} s after it was submitted"
     )
