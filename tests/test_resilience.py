@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -181,6 +182,7 @@ def test_pickle_messages_are_refused(
     worker = start_worker(make_profile(resubmit_after_s=2), concurrency=1)
     # A recorded job whose only submit message is pickled, then a normal job, in one queue.
     pickled = make_record(gateway.store, cluster="local")
+    sent = time.monotonic()
     gateway.celery.send_task(
         routing.SUBMIT, args=[pickled.id], queue=routing.queue("local"), serializer="pickle"
     )
@@ -192,6 +194,11 @@ def test_pickle_messages_are_refused(
     assert record.status is JobStatus.SUCCEEDED
     assert statuses(record).count(JobStatus.PENDING) == 1  # submitted once
     assert "re-sent the submit of 1" in worker.log_text()
+    took_s = time.monotonic() - sent
+    print(
+        f"FIGURE poison-pickle: refused, re-sent by reconcile, job done {took_s:.1f} s "
+        "after its pickled submit (resubmit_after_s 2)"
+    )
 
 
 def test_celery_command_with_one_queue_serves_the_poll_queue_too(
