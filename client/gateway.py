@@ -64,7 +64,7 @@ from jobgate.client.validation import SpecSource, field_problems, validate_job_s
 
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
-LOG_CHUNK_BYTES = 1 << 20
+LOG_CHUNK_BYTES = routing.LOGS_MAX_BYTES
 UNQUEUED_RETENTION_S = 7 * 24 * 3600
 Stream = Literal["stdout", "stderr"]
 
@@ -358,6 +358,8 @@ class Job:
         """
         if stream not in ("stdout", "stderr"):
             raise SpecInvalidError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        if index is not None and (type(index) is not int or index < 0):
+            raise SpecInvalidError(f"index must be an array index (an int >= 0), not {index!r}")
         store = self.gateway.store
         redis = OutageRider(outage_s if follow else 0.0, None, f"reading the logs of {self.id}")
         offset = 0

@@ -15,6 +15,10 @@ RECONCILE = "jobgate.reconcile"
 #: worker's: a worker whose clock runs minutes ahead would drop every call as expired.
 EXPIRES_AT_HEADER = "jobgate_expires_at"
 
+#: The most output one ``jobgate.logs`` answer carries (its `max_bytes`); the client
+#: reads a larger output in chunks of this size.
+LOGS_MAX_BYTES = 1 << 20
+
 
 def queue(cluster: str) -> str:
     """Queue of the client-facing tasks of a cluster (submit, monitor, cancel, logs)."""

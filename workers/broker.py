@@ -17,26 +17,74 @@ connection error, which Celery expects and ignores); the messages stay in Redis'
 than the visibility timeout. A polling chain whose step was among them is replaced by
 reconcile as soon as its lease expires. No upstream release fixes this yet (kombu and
 Celery 5.7.0 are the newest); reproduced by tests/faults/test_redis_restart.py.
+
+An entry of a queue's Redis list that is not a message at all (not JSON, or not kombu's
+envelope of properties, headers and body) also stopped the worker ("Unrecoverable
+error: JSONDecodeError"), since kombu parses it in the event loop; so did a broadcast
+(e.g. on the pidbox channel) that is JSON but no envelope. Here such an entry is logged
+and dropped, as kombu already does for a broadcast that is not JSON; a message in a
+good envelope whose body is poison is Celery's to reject. Reproduced by
+tests/faults/test_poison_messages.py.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport.virtual import Message
+
+log = logging.getLogger(__name__)
 
 
-class _CloseAfterLostBrpop:
-    """Mixin for a kombu Redis channel: `close` survives a BRPOP connection that is gone."""
+class UnreadableEnvelopeError(Exception):
+    """A queue entry that is not kombu's message envelope."""
+
+
+class _Envelope(Message):
+    """A message read from a queue; an entry that is not an envelope raises
+    UnreadableEnvelopeError rather than whatever kombu trips on."""
+
+    def __init__(self, payload: Any, channel: Any = None, **kwargs: Any) -> None:
+        try:
+            super().__init__(payload, channel, **kwargs)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise UnreadableEnvelopeError(f"{type(e).__name__}: {e}") from e
+
+
+class _SturdyChannel:
+    """Mixin for a kombu Redis channel: `close` survives a BRPOP connection that is gone,
+    and an entry of a queue (or a broadcast) that is not a message is dropped, not fatal."""
 
     _in_poll: Any
     connection_errors: tuple[type[BaseException], ...]
+    Message: type[Message] = _Envelope
+
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            return bool(super()._brpop_read(**options))  # type: ignore[misc]
+        except (json.JSONDecodeError, UnicodeDecodeError, UnreadableEnvelopeError) as e:
+            log.error(
+                "dropped a queue entry that is not a message (not kombu's JSON envelope; "
+                "sent by something other than a Celery client?): %s",
+                e,
+            )
+            raise Empty() from e
+
+    def _receive_one(self, c: Any) -> bool | None:
+        try:
+            return super()._receive_one(c)  # type: ignore[misc,no-any-return]
+        except UnreadableEnvelopeError as e:
+            log.error("dropped a broadcast that is not a message (not kombu's envelope): %s", e)
+            return None
 
     def close(self) -> None:
         if self._in_poll:
             try:
-                self._brpop_read()  # type: ignore[attr-defined]
+                self._brpop_read()
             except Empty:
                 pass
             except self.connection_errors:
@@ -44,11 +92,11 @@ class _CloseAfterLostBrpop:
         super().close()  # type: ignore[misc]
 
 
-class Channel(_CloseAfterLostBrpop, kombu_redis.Channel):
+class Channel(_SturdyChannel, kombu_redis.Channel):
     pass
 
 
-class SentinelChannel(_CloseAfterLostBrpop, kombu_redis.SentinelChannel):
+class SentinelChannel(_SturdyChannel, kombu_redis.SentinelChannel):
     pass
 
 

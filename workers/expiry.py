@@ -10,16 +10,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
-
 from jobgate.client import routing
+from jobgate.workers.checked_task import CheckedTask
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
 
 
-class ExpiringCall(Task):  # type: ignore[type-arg]
-    """A task whose answer nobody reads once its header's deadline has passed."""
+class ExpiringCall(CheckedTask):
+    """A checked task whose answer nobody reads once its header's deadline has passed."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         expires_at = self.request.get(routing.EXPIRES_AT_HEADER)

@@ -52,6 +52,9 @@ class Runtime:
     profiles: dict[str, ClusterProfile]
     _clusters: dict[str, ClusterContext] = field(default_factory=dict)
 
+    def serves(self, name: str) -> bool:
+        return name in self.profiles
+
     def cluster(self, name: str) -> ClusterContext:
         """The context of a served cluster; its backend is loaded on first use."""
         if name not in self._clusters:

@@ -2,6 +2,9 @@
 
 Task arguments are ids only (job id, cluster, chain token), never a spec, so
 nothing a user put in a job (environment, secrets) shows in Flower or in logs.
+Their annotations are the wire contract: a message whose arguments do not fit is
+refused before the task runs (checked_task). A task for a job or cluster this worker
+does not serve is forwarded to that cluster's queue (forwarding).
 Client-facing tasks answer ``{"error": {"type", "message"}}`` for jobgate errors,
 which the client raises again as the same error class.
 """
@@ -10,17 +13,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from celery import Task
+from pydantic import AfterValidator, Field
 
 from jobgate.client import routing
-from jobgate.client.errors import BackendError, JobgateError
+from jobgate.client.errors import BackendError, JobgateError, JobNotFoundError
+from jobgate.client.ids import check_job_id
+from jobgate.client.models import ClusterName
 from jobgate.workers import operations, polling, reconcile, submission
 from jobgate.workers.app import app
 from jobgate.workers.backends.base import Stream
+from jobgate.workers.checked_task import CheckedTask
 from jobgate.workers.context import ClusterContext
 from jobgate.workers.expiry import ExpiringCall
+from jobgate.workers.forwarding import forward
 from jobgate.workers.runtime import runtime
 
 log = logging.getLogger(__name__)
@@ -30,27 +38,59 @@ SUBMIT_RETRIES = 5
 #: Flower, which show the first `resultrepr_maxsize` characters of every result.
 PRIVATE_RESULT_REPR = 1
 
-
-def _stream(name: str) -> Stream:
-    if name == "stdout":
-        return "stdout"
-    if name == "stderr":
-        return "stderr"
-    raise JobgateError(f"stream must be 'stdout' or 'stderr', not {name!r}")
+JobId = Annotated[str, AfterValidator(check_job_id)]
+ByteOffset = Annotated[int, Field(ge=0)]
+ArrayIndex = Annotated[int, Field(ge=0)]
+ChunkBytes = Annotated[int, Field(ge=1, le=routing.LOGS_MAX_BYTES)]
+AnyTask = Task[Any, Any]
 
 
-def _on_job(job_id: str, operation: Callable[[ClusterContext], dict[str, Any]]) -> dict[str, Any]:
+def _served(task: AnyTask, job_id: str) -> ClusterContext:
+    """The context of the job's cluster; a job of a cluster this worker does not serve
+    has its message forwarded to that cluster's queue instead. JobNotFoundError if no
+    such job."""
+    served = runtime(app)
+    cluster = served.store.cluster_of(job_id)
+    if not served.serves(cluster):
+        why = f"job {job_id} is on cluster {cluster}, which this worker does not serve"
+        forward(task, routing.queue(cluster), why)
+    return served.cluster(cluster)
+
+
+def _served_cluster(task: AnyTask, cluster: str) -> ClusterContext:
+    """The context of a cluster; a task for a cluster this worker does not serve is
+    forwarded to that cluster's poll queue instead."""
+    served = runtime(app)
+    if not served.serves(cluster):
+        forward(task, routing.poll_queue(cluster), f"this worker does not serve cluster {cluster}")
+    return served.cluster(cluster)
+
+
+def _on_job(
+    task: AnyTask, job_id: str, operation: Callable[[ClusterContext], dict[str, Any]]
+) -> dict[str, Any]:
     """Run a client-facing operation in the job's cluster context; jobgate errors become
     answers (``{"error": {"type", "message"}}``) that the client raises again."""
     try:
-        return operation(runtime(app).cluster_of(job_id))
+        return operation(_served(task, job_id))
     except JobgateError as e:
+        log.info("%s of job %s answered %s: %s", task.name, job_id, type(e).__name__, e)
         return {"error": {"type": type(e).__name__, "message": str(e)}}
 
 
-@app.task(name=routing.SUBMIT, bind=True, ignore_result=True, max_retries=SUBMIT_RETRIES)
-def submit(self: Task[[str], None], job_id: str) -> None:
-    ctx = runtime(app).cluster_of(job_id)
+@app.task(
+    base=CheckedTask,
+    name=routing.SUBMIT,
+    bind=True,
+    ignore_result=True,
+    max_retries=SUBMIT_RETRIES,
+)
+def submit(self: AnyTask, job_id: JobId) -> None:
+    try:
+        ctx = _served(self, job_id)
+    except JobNotFoundError:
+        log.error("submit of job %s: no such record (purged, or never written)", job_id)
+        return
     try:
         outcome = submission.submit_job(ctx, job_id)
     except BackendError as e:
@@ -63,33 +103,42 @@ def submit(self: Task[[str], None], job_id: str) -> None:
     log.debug("submit of job %s: %s", job_id, outcome)
 
 
-@app.task(name=routing.POLL, ignore_result=True)
-def poll(cluster: str, token: str, seq: int) -> None:
-    outcome = polling.poll_step(runtime(app).cluster(cluster), token, seq)
+@app.task(base=CheckedTask, name=routing.POLL, bind=True, ignore_result=True)
+def poll(self: AnyTask, cluster: ClusterName, token: str, seq: int) -> None:
+    outcome = polling.poll_step(_served_cluster(self, cluster), token, seq)
     log.debug("poll %s:%s of %s: %s", token, seq, cluster, outcome)
 
 
-@app.task(name=routing.RECONCILE, ignore_result=True)
-def reconcile_cluster(cluster: str) -> None:
-    report = reconcile.reconcile(runtime(app).cluster(cluster))
+@app.task(base=CheckedTask, name=routing.RECONCILE, bind=True, ignore_result=True)
+def reconcile_cluster(self: AnyTask, cluster: ClusterName) -> None:
+    report = reconcile.reconcile(_served_cluster(self, cluster))
     log.debug("reconcile of %s: %s", cluster, report)
 
 
-@app.task(name=routing.MONITOR, base=ExpiringCall, resultrepr_maxsize=PRIVATE_RESULT_REPR)
-def monitor(job_id: str) -> dict[str, Any]:
-    return _on_job(job_id, lambda ctx: operations.monitor_job(ctx, job_id))
+@app.task(
+    base=ExpiringCall, name=routing.MONITOR, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR
+)
+def monitor(self: AnyTask, job_id: JobId) -> dict[str, Any]:
+    return _on_job(self, job_id, lambda ctx: operations.monitor_job(ctx, job_id))
 
 
-@app.task(name=routing.CANCEL, resultrepr_maxsize=PRIVATE_RESULT_REPR)
-def cancel(job_id: str) -> dict[str, Any]:
-    return _on_job(job_id, lambda ctx: operations.cancel_job(ctx, job_id))
+@app.task(base=CheckedTask, name=routing.CANCEL, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+def cancel(self: AnyTask, job_id: JobId) -> dict[str, Any]:
+    return _on_job(self, job_id, lambda ctx: operations.cancel_job(ctx, job_id))
 
 
-@app.task(name=routing.LOGS, base=ExpiringCall, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+@app.task(base=ExpiringCall, name=routing.LOGS, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def logs(
-    job_id: str, stream: str, offset: int, index: int | None, max_bytes: int
+    self: AnyTask,
+    job_id: JobId,
+    stream: Stream,
+    offset: ByteOffset,
+    index: ArrayIndex | None,
+    max_bytes: ChunkBytes,
 ) -> dict[str, Any]:
+    """At most `max_bytes` (1..routing.LOGS_MAX_BYTES) of a stream's output from `offset`."""
     return _on_job(
+        self,
         job_id,
-        lambda ctx: operations.read_logs(ctx, job_id, _stream(stream), offset, index, max_bytes),
+        lambda ctx: operations.read_logs(ctx, job_id, stream, offset, index, max_bytes),
     )

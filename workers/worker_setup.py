@@ -1,8 +1,10 @@
 """Worker start-up: which queues to consume, heartbeat, and the reconcile timer.
 
 A worker consumes ``jobgate.<cluster>`` and ``jobgate.<cluster>.poll`` for each
-profile it serves, whatever ``-Q`` said, and checks at start that each profile's
-backend loads, so a misconfigured host fails at once rather than job by job.
+profile it serves, and no other queue, whatever ``-Q`` said (so a task it forwards to
+another cluster's queue never comes back to it: see forwarding.py), and checks at
+start that each profile's backend loads, so a misconfigured host fails at once
+rather than job by job.
 Reconcile runs from a timer in the worker itself (no celery beat needed): every
 reconcile interval, one worker per cluster (a short Redis lock decides which)
 sends ``jobgate.reconcile``; the first round goes out as the worker starts.
@@ -53,10 +55,17 @@ def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> Non
                 profile.name, profile.poll_interval_max_s, visibility_s, VISIBILITY_TIMEOUT_ENV,
             )  # fmt: skip
     queues = instance.app.amqp.queues
-    queues.deselect([conf.task_default_queue])
-    for cluster in profiles:
-        queues.select_add(routing.queue(cluster))
-        queues.select_add(routing.poll_queue(cluster))
+    served = [
+        q for cluster in profiles for q in (routing.queue(cluster), routing.poll_queue(cluster))
+    ]
+    for name in served:
+        queues.select_add(name)
+    others = set(queues.consume_from) - set(served)
+    if named := sorted(others - {conf.task_default_queue}):
+        log.warning(
+            "not consuming %s: a worker consumes only its clusters' queues", ", ".join(named)
+        )
+    queues.deselect(others)
     log.info("serving clusters: %s", ", ".join(sorted(profiles)))
 
 
