@@ -1,0 +1,246 @@
+"""A full file system under a cluster's work directory (a 1 MB tmpfs, filled for real).
+
+A submit that cannot write the job's files fails that job at once, naming the directory;
+a job whose wrapper could not write its exit record (it leaves a 0-byte ``<id>.exit``)
+fails alone, with the record named; the cluster's other jobs, another cluster's jobs on
+the same worker, and jobs submitted once space is back are observed as usual.
+
+Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobgate.client import Job, JobRecord, JobSpec, JobStatus
+from tests.support.batch import BatchHarness
+from tests.support.harness import BackendHarness
+from tests.support.local import LocalHarness, kill_jobs, write_local_profile
+from tests.support.records import make_record, move, plant_submitted, statuses
+from tests.support.slurm import SlurmHarness
+from tests.support.tmpfs import small_file_system
+from tests.support.waiting import gated, wait_for
+
+NO_SPACE = "No space left on device"
+#: A program that fills its job directory's file system (head fails when it is full).
+FILL_THE_DISK = "head -c 2000000 /dev/zero > filler"
+
+
+@pytest.fixture
+def small_work_dir(work_dir: Path) -> Iterator[Path]:
+    """The local backend's work_dir on a 1 MB tmpfs; its jobs are killed before unmounting."""
+    with small_file_system(work_dir):
+        yield work_dir
+        kill_jobs(work_dir)
+
+
+def finished(job: Job, timeout_s: float) -> JobRecord:
+    """The job's record once it has finished."""
+    record: JobRecord = wait_for(
+        lambda: (r := job.record()).status.is_finished and r,
+        timeout_s=timeout_s,
+        what=f"job {job.id} to finish",
+    )
+    return record
+
+
+def assert_refused_for_space(job: Job, directory: Path, timeout_s: float) -> float:
+    """Assert the job FAILED at submit for want of space, naming its directory, without
+    reaching the scheduler; returns the seconds from its submit to that record."""
+    record = finished(job, timeout_s)
+    assert record.status is JobStatus.FAILED, record
+    assert record.reason is not None
+    assert record.reason.startswith(f"submit failed: cannot prepare job directory {directory}")
+    assert NO_SPACE in record.reason
+    assert statuses(record) == [JobStatus.NEW, JobStatus.FAILED]
+    assert record.backend_id is None
+    return (record.history[-1].at - record.created_at).total_seconds()
+
+
+def assert_refused_once(worker_log: str, job: Job) -> None:
+    """The worker gave up on the job's submit at the first attempt (no retry)."""
+    assert worker_log.count(f"submit of job {job.id} failed: ") == 1
+    assert f"submit of job {job.id} failed, will retry" not in worker_log
+
+
+@pytest.mark.timeout(120)
+def test_a_full_work_dir_fails_only_the_jobs_it_hits_and_blinds_no_cluster(
+    small_work_dir: Path, local_backend: LocalHarness, tmp_path: Path
+) -> None:
+    other_dir = tmp_path / "other-jobs"
+    other_dir.mkdir()
+    other = write_local_profile(tmp_path, other_dir, "other", local_backend.interval_s)
+    worker = local_backend.start_worker(local_backend.profile(), other)
+    gateway, timeout_s = local_backend.gateway, local_backend.timeout_s
+    gate = tmp_path / "go"
+    neighbour = local_backend.submit_named("neighbour", gated("echo neighbour", gate))
+    wait_for(
+        lambda: neighbour.status() is JobStatus.RUNNING,
+        timeout_s=timeout_s,
+        what="a job running beside the one that fills the disk",
+    )
+
+    filler = local_backend.submit_named("filler", FILL_THE_DISK)
+    exit_record = small_work_dir / filler.id / f"{filler.id}.exit"
+    wait_for(exit_record.exists, timeout_s=timeout_s, what="the filler's exit record")
+    assert exit_record.stat().st_size == 0  # what the wrapper leaves on a full disk
+    ended = time.monotonic()
+    record = finished(filler, timeout_s)
+    failed_s = time.monotonic() - ended
+    assert record.status is JobStatus.FAILED, record
+    assert record.reason is not None
+    assert record.reason.startswith(f"exit record {exit_record} is unreadable: it is empty")
+
+    refused = local_backend.submit_named("refused", "echo refused")
+    refused_s = assert_refused_for_space(refused, small_work_dir / refused.id, timeout_s)
+    elsewhere = gateway.submit(JobSpec(name="elsewhere", command="echo elsewhere"), "other")
+    assert elsewhere.wait(timeout_s=timeout_s).status is JobStatus.SUCCEEDED
+    assert "".join(elsewhere.logs()) == "elsewhere\n"
+
+    (small_work_dir / filler.id / "filler").unlink()  # space is back
+    gate.touch()
+    later = local_backend.submit_named("later", "echo later")
+    for job, text in ((neighbour, "neighbour\n"), (later, "later\n")):
+        done = job.wait(timeout_s=timeout_s)
+        assert done.status is JobStatus.SUCCEEDED, done
+        assert statuses(done).count(JobStatus.SUCCEEDED) == 1
+        assert "".join(job.logs()) == text
+    assert_refused_once(worker.log_text(), refused)
+    assert worker.running()
+    print(
+        f"FIGURE disk-full local: 0-byte exit record -> job FAILED {failed_s:.2f} s after it "
+        f"appeared; submit on the full disk FAILED {refused_s:.2f} s after submit; the "
+        f"other cluster's job and later jobs SUCCEEDED"
+    )
+
+
+@pytest.fixture
+def small_slurm_work_dir(slurm_backend: SlurmHarness, tmp_path: Path) -> Iterator[Path]:
+    """The Slurm profile's work_dir on a 1 MB tmpfs."""
+    directory = tmp_path / slurm_backend.jobs_dir
+    directory.mkdir()
+    with small_file_system(directory):
+        yield directory
+
+
+@pytest.mark.timeout(180)
+def test_a_slurm_work_dir_filled_by_a_job_refuses_submits_until_space_is_back(
+    small_slurm_work_dir: Path, slurm_backend: SlurmHarness
+) -> None:
+    worker = slurm_backend.start()
+    timeout_s = slurm_backend.timeout_s
+    filler = slurm_backend.submit_named("filler", FILL_THE_DISK)
+    exit_record = small_slurm_work_dir / filler.id / f"{filler.id}.exit"
+    record = finished(filler, timeout_s)
+    # squeue reports how it ended (head failed); the blank record is read only once Slurm
+    # has forgotten the job, as in the test of unreadable records below.
+    assert (record.status, record.exit_code) == (JobStatus.FAILED, 1), record
+    assert exit_record.stat().st_size == 0
+
+    refused = slurm_backend.submit_named("refused", "echo refused")
+    refused_s = assert_refused_for_space(refused, small_slurm_work_dir / refused.id, timeout_s)
+
+    (small_slurm_work_dir / filler.id / "filler").unlink()  # space is back
+    later = slurm_backend.submit_named("later", "echo later", array="0-1")
+    done = later.wait(timeout_s=timeout_s)
+    assert done.status is JobStatus.SUCCEEDED, done
+    assert "".join(later.logs()) == "later\n"
+    assert_refused_once(worker.log_text(), refused)
+    print(
+        f"FIGURE disk-full slurm: submit on the full disk FAILED {refused_s:.2f} s after "
+        f"submit, never reached sbatch; a later array SUCCEEDED"
+    )
+
+
+#: Exit records no wrapper should leave, and what the job's reason says of each.
+UNREADABLE = {
+    "empty": (b"", "it is empty (was its file system full?)"),
+    "truncated": (b'{"exit_code": 0, "sta', "Invalid JSON: EOF while parsing a string"),
+    "wrong-type": (b'{"exit_code": "0", "started": 1, "finished": 2}',
+                   "exit_code: Input should be a valid integer"),
+    "not-an-object": (b"[0, 1, 2]", "Input should be an object"),
+    "not-utf8": (b"\xff\xfe", "Invalid JSON"),
+}  # fmt: skip
+
+
+@pytest.fixture(params=["local", "slurm", "lsf"])
+def backend(request: pytest.FixtureRequest) -> BackendHarness:
+    harness: BackendHarness = request.getfixturevalue(f"{request.param}_backend")
+    return harness
+
+
+def plant_running(backend: BackendHarness, tmp_path: Path, backend_id: str) -> tuple[str, Path]:
+    """A job recorded RUNNING on the scheduler (as a poll would leave it) whose task has
+    ended without a worker watching; returns its id and where its exit record goes."""
+    store = backend.gateway.store
+    if isinstance(backend, LocalHarness):
+        job_id = make_record(store, cluster=backend.cluster).id
+        move(store, job_id, JobStatus.RUNNING, backend_id=job_id)
+        directory = backend.work_dir / job_id
+        directory.mkdir()
+        gone = subprocess.Popen(["true"])  # its pid is no runner's any more
+        gone.wait()
+        runner = {"pgid": gone.pid, "runner_pid": gone.pid}
+        (directory / f"{job_id}.proc").write_text(json.dumps(runner))
+        (directory / f"{job_id}.started").touch()  # the disk was full at its start too
+    else:
+        assert isinstance(backend, BatchHarness)
+        job_id = plant_submitted(store, backend.cluster, backend_id).id
+        directory = tmp_path / backend.jobs_dir / job_id
+        directory.mkdir(parents=True)
+    return job_id, directory / f"{job_id}.exit"
+
+
+@pytest.mark.timeout(120)
+def test_each_unreadable_exit_record_fails_its_own_job_and_the_cluster_goes_on(
+    backend: BackendHarness, tmp_path: Path
+) -> None:
+    planted = {}
+    for n, (case, (content, _)) in enumerate(UNREADABLE.items()):
+        job_id, exit_record = plant_running(backend, tmp_path, f"99991{n}")
+        exit_record.write_bytes(content)
+        planted[case] = (backend.gateway.job(job_id), exit_record)
+    sound_id, sound_record = plant_running(backend, tmp_path, "999920")
+    sound_record.write_text(json.dumps({"exit_code": 0, "started": 1, "finished": 2}))
+    worker = backend.start()  # reconcile starts polling the planted active jobs
+
+    for case, (job, exit_record) in planted.items():
+        record = finished(job, backend.timeout_s)
+        assert record.status is JobStatus.FAILED, (case, record)
+        assert record.reason is not None
+        assert record.reason.startswith(f"exit record {exit_record} is unreadable: "), case
+        assert UNREADABLE[case][1] in record.reason, (case, record.reason)
+    sound = backend.gateway.job(sound_id).wait(timeout_s=backend.timeout_s)
+    assert sound.status is JobStatus.SUCCEEDED, sound
+    later = backend.submit_named("later", "echo later")
+    assert later.wait(timeout_s=backend.timeout_s).status is JobStatus.SUCCEEDED
+    assert "".join(later.logs()) == "later\n"
+    assert "poll of cluster" not in worker.log_text()  # no poll step failed
+
+
+def test_an_empty_runner_record_fails_its_own_local_job_and_the_cluster_goes_on(
+    local_backend: LocalHarness,
+) -> None:
+    store = local_backend.gateway.store
+    job_id = make_record(store, cluster=local_backend.cluster).id
+    move(store, job_id, JobStatus.RUNNING, backend_id=job_id)
+    runner_record = local_backend.work_dir / job_id / f"{job_id}.proc"
+    runner_record.parent.mkdir()
+    runner_record.touch()  # what runner.sh leaves when the disk is full as it starts
+    worker = local_backend.start()
+
+    record = finished(local_backend.gateway.job(job_id), local_backend.timeout_s)
+    assert record.status is JobStatus.FAILED, record
+    assert (
+        record.reason == f"runner record {runner_record} is unreadable: it is empty "
+        "(was its file system full?)"
+    )
+    later = local_backend.submit_named("later", "echo later")
+    assert later.wait(timeout_s=local_backend.timeout_s).status is JobStatus.SUCCEEDED
+    assert "poll of cluster" not in worker.log_text()
