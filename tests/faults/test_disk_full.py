@@ -23,7 +23,6 @@ from tests.support.batch import BatchHarness
 from tests.support.harness import BackendHarness
 from tests.support.local import LocalHarness, kill_jobs, write_local_profile
 from tests.support.records import make_record, move, plant_submitted, statuses
-from tests.support.slurm import SlurmHarness
 from tests.support.tmpfs import small_file_system
 from tests.support.waiting import gated, wait_for
 
@@ -120,41 +119,47 @@ def test_a_full_work_dir_fails_only_the_jobs_it_hits_and_blinds_no_cluster(
     )
 
 
+@pytest.fixture(params=["slurm", "lsf"])
+def batch_backend(request: pytest.FixtureRequest) -> BatchHarness:
+    harness: BatchHarness = request.getfixturevalue(f"{request.param}_backend")
+    return harness
+
+
 @pytest.fixture
-def small_slurm_work_dir(slurm_backend: SlurmHarness, tmp_path: Path) -> Iterator[Path]:
-    """The Slurm profile's work_dir on a 1 MB tmpfs."""
-    directory = tmp_path / slurm_backend.jobs_dir
+def small_batch_work_dir(batch_backend: BatchHarness, tmp_path: Path) -> Iterator[Path]:
+    """The Slurm or LSF profile's work_dir on a 1 MB tmpfs."""
+    directory = tmp_path / batch_backend.jobs_dir
     directory.mkdir()
     with small_file_system(directory):
         yield directory
 
 
 @pytest.mark.timeout(180)
-def test_a_slurm_work_dir_filled_by_a_job_refuses_submits_until_space_is_back(
-    small_slurm_work_dir: Path, slurm_backend: SlurmHarness
+def test_a_batch_work_dir_filled_by_a_job_refuses_submits_until_space_is_back(
+    small_batch_work_dir: Path, batch_backend: BatchHarness
 ) -> None:
-    worker = slurm_backend.start()
-    timeout_s = slurm_backend.timeout_s
-    filler = slurm_backend.submit_named("filler", FILL_THE_DISK)
-    exit_record = small_slurm_work_dir / filler.id / f"{filler.id}.exit"
-    record = finished(filler, timeout_s)
-    # squeue reports how it ended (head failed); the blank record is read only once Slurm
-    # has forgotten the job, as in the test of unreadable records below.
+    backend, work_dir = batch_backend, small_batch_work_dir
+    worker = backend.start()
+    filler = backend.submit_named("filler", FILL_THE_DISK)
+    record = finished(filler, backend.timeout_s)
+    # The scheduler reports how it ended (head failed); the blank exit record is read only
+    # once the scheduler has forgotten the job, as in the test of unreadable records below.
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 1), record
-    assert exit_record.stat().st_size == 0
+    assert (work_dir / filler.id / f"{filler.id}.exit").stat().st_size == 0
 
-    refused = slurm_backend.submit_named("refused", "echo refused")
-    refused_s = assert_refused_for_space(refused, small_slurm_work_dir / refused.id, timeout_s)
+    refused = backend.submit_named("refused", "echo refused")
+    refused_s = assert_refused_for_space(refused, work_dir / refused.id, backend.timeout_s)
 
-    (small_slurm_work_dir / filler.id / "filler").unlink()  # space is back
-    later = slurm_backend.submit_named("later", "echo later", array="0-1")
-    done = later.wait(timeout_s=timeout_s)
+    (work_dir / filler.id / "filler").unlink()  # space is back
+    first = backend.array_first_index or 0
+    later = backend.submit_named("later", "echo later", array=f"{first}-{first + 1}")
+    done = later.wait(timeout_s=backend.timeout_s)
     assert done.status is JobStatus.SUCCEEDED, done
     assert "".join(later.logs()) == "later\n"
     assert_refused_once(worker.log_text(), refused)
     print(
-        f"FIGURE disk-full slurm: submit on the full disk FAILED {refused_s:.2f} s after "
-        f"submit, never reached sbatch; a later array SUCCEEDED"
+        f"FIGURE disk-full {backend.name}: submit on the full disk FAILED {refused_s:.2f} s "
+        f"after submit, never reached the scheduler; a later array SUCCEEDED"
     )
 
 
