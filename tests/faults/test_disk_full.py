@@ -11,6 +11,9 @@ Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliab
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from tests.support.batch import BatchHarness
 from tests.support.harness import BackendHarness
 from tests.support.local import LocalHarness, kill_jobs, write_local_profile
 from tests.support.records import make_record, move, plant_submitted, statuses
+from tests.support.shims import count
 from tests.support.tmpfs import small_file_system
 from tests.support.waiting import gated, wait_for
 
@@ -161,6 +165,59 @@ def test_a_batch_work_dir_filled_by_a_job_refuses_submits_until_space_is_back(
         f"FIGURE disk-full {backend.name}: submit on the full disk FAILED {refused_s:.2f} s "
         f"after submit, never reached the scheduler; a later array SUCCEEDED"
     )
+
+
+#: The command that submits a job to each batch scheduler.
+SUBMIT_COMMAND = {"slurm": "sbatch", "lsf": "bsub"}
+
+
+def disk_filling_shim(directory: Path, real: str, filler: Path) -> Path:
+    """A stand-in for the submit command `real` that fills `filler`'s file system first
+    (once), then runs the real one: the scheduler takes the job, and jobgate finds no room
+    to keep the scheduler's id. Returns the file counting the shim's calls."""
+    directory.mkdir()
+    calls = directory / "calls"
+    calls.touch()
+    shim = directory / Path(real).name
+    quoted = shlex.quote(str(filler))
+    shim.write_text(
+        f"#!/bin/sh\n[ -e {quoted} ] || head -c 2000000 /dev/zero > {quoted} 2>/dev/null\n"
+        f'echo x >> {shlex.quote(str(calls))}\nexec {shlex.quote(real)} "$@"\n'
+    )
+    shim.chmod(0o755)
+    return calls
+
+
+@pytest.mark.timeout(180)
+def test_a_job_whose_scheduler_id_finds_no_room_is_recorded_at_once_and_runs_once(
+    small_batch_work_dir: Path, batch_backend: BatchHarness, tmp_path: Path
+) -> None:
+    backend, work_dir, gate = batch_backend, small_batch_work_dir, tmp_path / "go"
+    env = backend.worker_env()
+    real = shutil.which(SUBMIT_COMMAND[backend.name], path=env["PATH"])
+    assert real is not None
+    calls = disk_filling_shim(tmp_path / "filling-shim", real, work_dir / "filler")
+    worker = backend.start_worker(
+        backend.profile(), env={**env, "PATH": f"{calls.parent}{os.pathsep}{env['PATH']}"}
+    )
+    job = backend.submit_named("held", gated("echo held", gate))
+    record = wait_for(
+        lambda: (r := job.record()).backend_id and r,
+        timeout_s=backend.timeout_s,
+        what="the job recorded as submitted",
+    )
+    assert (work_dir / "filler").exists()  # the disk filled up while the job was submitted
+    (pending,) = [t for t in record.history if t.status is JobStatus.PENDING]
+    assert pending.reason is None  # recorded by its submit, not adopted by reconcile later
+    assert "could not keep the scheduler's id" in worker.log_text()
+
+    (work_dir / "filler").unlink()
+    gate.touch()
+    done = job.wait(timeout_s=backend.timeout_s)
+    assert done.status is JobStatus.SUCCEEDED, done
+    assert "".join(job.logs()) == "held\n"
+    assert count(calls) == 1  # submitted once
+    assert "raised unexpected" not in worker.log_text()
 
 
 #: Exit records no wrapper should leave, and what the job's reason says of each.
