@@ -123,6 +123,34 @@ def test_a_full_work_dir_fails_only_the_jobs_it_hits_and_blinds_no_cluster(
     )
 
 
+#: An array of two: element 1 ends at once; element 0 then fills the disk, so that its own
+#: exit record is the one left empty.
+FILL_AFTER_ELEMENT_1 = (
+    'if [ "$JOBGATE_ARRAY_INDEX" = 1 ]; then echo one; else '
+    'while [ ! -e "$JOBGATE_JOB_ID.1.exit" ]; do sleep 0.05; done; '
+    f"{FILL_THE_DISK}; fi"
+)
+
+
+@pytest.mark.timeout(120)
+def test_an_array_element_whose_exit_record_is_empty_fails_alone(
+    small_work_dir: Path, local_backend: LocalHarness
+) -> None:
+    local_backend.start()
+    job = local_backend.submit_named("array", FILL_AFTER_ELEMENT_1, array="0-1")
+    record = finished(job, local_backend.timeout_s)
+    assert record.status is JobStatus.FAILED, record
+    assert record.reason == "1 of 2 elements failed (indices 0)"
+    zero, one = record.elements
+    exit_record = small_work_dir / job.id / f"{job.id}.0.exit"
+    assert (zero.status, zero.reason) == (
+        JobStatus.FAILED,
+        f"exit record {exit_record} is unreadable: it is empty (was its file system full?)",
+    )
+    assert (one.status, one.exit_code) == (JobStatus.SUCCEEDED, 0)
+    assert "".join(job.logs(index=1)) == "one\n"
+
+
 @pytest.fixture(params=["slurm", "lsf"])
 def batch_backend(request: pytest.FixtureRequest) -> BatchHarness:
     harness: BatchHarness = request.getfixturevalue(f"{request.param}_backend")
