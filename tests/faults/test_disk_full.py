@@ -14,7 +14,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,8 @@ from tests.support.waiting import gated, wait_for
 NO_SPACE = "No space left on device"
 #: A program that fills its job directory's file system (head fails when it is full).
 FILL_THE_DISK = "head -c 2000000 /dev/zero > filler"
+#: A pid no process can have (above the kernel's pid_max): a runner that is gone.
+NO_PID = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
 
 
 @pytest.fixture
@@ -274,9 +275,7 @@ def plant_running(backend: BackendHarness, tmp_path: Path, backend_id: str) -> t
         move(store, job_id, JobStatus.RUNNING, backend_id=job_id)
         directory = backend.work_dir / job_id
         directory.mkdir()
-        gone = subprocess.Popen(["true"])  # its pid is no runner's any more
-        gone.wait()
-        runner = {"pgid": gone.pid, "runner_pid": gone.pid}
+        runner = {"pgid": NO_PID, "runner_pid": NO_PID}  # its runner has ended
         (directory / f"{job_id}.proc").write_text(json.dumps(runner))
         (directory / f"{job_id}.started").touch()  # the disk was full at its start too
     else:
