@@ -7,10 +7,7 @@ from every other test's, on one Redis started for the session.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +20,7 @@ from jobgate.workers.backends.local_processes import JobProcesses, end_jobs
 from scripts import devstack
 from tests.emulators.kubernetes.kubeemu import KubeApiServer
 from tests.support.kubernetes import NAMESPACE, KubernetesHarness
-from tests.support.local import LocalHarness, write_local_profile
+from tests.support.local import LocalHarness, kill_jobs, write_local_profile
 from tests.support.lsf import LsfEmulator, LsfHarness
 from tests.support.slurm import LocalSlurm, SlurmHarness
 from tests.support.workers import ProfileFactory, WorkerFactory
@@ -59,9 +56,7 @@ def work_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "jobs"
     path.mkdir()
     yield path
-    for proc_file in path.glob("*/*.proc"):
-        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
-            os.killpg(int(json.loads(proc_file.read_text())["pgid"]), signal.SIGKILL)
+    kill_jobs(path)
     for cgroup_file in path.glob("*/*.cgroup"):
         cgroup = Path(cgroup_file.read_text())
         end_jobs([JobProcesses(cgroup_file.parent.name, None, cgroup)], grace_s=0)

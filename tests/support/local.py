@@ -3,6 +3,7 @@ harness. Jobs run as process groups on this host, under the profile's work_dir."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,6 +32,13 @@ def write_local_profile(
         "lease_ttl_s": 3,
     }
     return write_profile(directory, data, **overrides)
+
+
+def kill_jobs(work_dir: Path) -> None:
+    """Kill the process group of every local job under `work_dir` that left a runner record."""
+    for proc_file in work_dir.glob("*/*.proc"):
+        with contextlib.suppress(ProcessLookupError, ValueError, KeyError):
+            os.killpg(int(json.loads(proc_file.read_text())["pgid"]), signal.SIGKILL)
 
 
 def process_group(work_dir: Path, job: Job) -> int:

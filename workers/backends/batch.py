@@ -6,6 +6,7 @@ and keeps the scheduler's id beside them.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from jobgate.workers.backends.programs import job_environment, render_program
 
 FilesT = TypeVar("FilesT", bound=JobFiles)
 HostProfileT = TypeVar("HostProfileT", bound=HostProfile)
+
+log = logging.getLogger(__name__)
 
 
 class BatchBackend(FileBackend[HostProfileT], Generic[HostProfileT, FilesT]):
@@ -113,7 +116,18 @@ class BatchBackend(FileBackend[HostProfileT], Generic[HostProfileT, FilesT]):
         if result.returncode != 0:
             raise result.error("refused the job", transient=once.is_transient(result))
         backend_id = self.parse_submitted(result.stdout)
-        files.save_backend_id(backend_id)
+        try:
+            files.save_backend_id(backend_id)
+        except OSError as e:
+            # The scheduler has the job, and the caller records its id. The id file only
+            # spares a redelivered submit the search by name, which still finds the job.
+            log.warning(
+                "job %s was submitted as %s, but could not keep the scheduler's id in %s: %s",
+                job.job_id,
+                backend_id,
+                files.backend_id,
+                e,
+            )
         return backend_id
 
     def saved_or_prepared(self, job_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:

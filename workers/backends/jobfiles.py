@@ -4,6 +4,11 @@ Each task's wrapper writes ``<base>.exit`` (exit code, start, end) by rename, so
 reader never sees half a record; an array job lists its indices in
 ``<job id>.indices``; output is ``<base>.out`` / ``<base>.err``, where ``<base>`` is
 ``<job id>`` or ``<job id>.<index>``.
+
+A record can still be unreadable: on a full file system the wrapper's write fails and
+the rename leaves an empty file. Such a record tells about its own job alone, so it
+fails that job (`UnreadableRecordError`, and `failed_if_unreadable` in each backend's
+query) and never the cluster's whole query.
 """
 
 from __future__ import annotations
@@ -11,13 +16,16 @@ from __future__ import annotations
 import json
 import shlex
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from jobgate.client.errors import BackendError
-from jobgate.client.models import ElementState, JobStatus
+from jobgate.client.models import ElementState, JobStatus, Observation
 from jobgate.workers.backends.base import Backend, LogChunk, LogRange, ProfileT
 from jobgate.workers.backends.programs import ARRAY_INDEX_ENV
 
@@ -85,7 +93,8 @@ def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool
         program += ' > "$base.out" 2> "$base.err"'
     # The job's own environment (a PATH of its own) must not break these lines: their
     # commands go by absolute path, and any failure of theirs stops the script rather
-    # than leave a record that lies.
+    # than leave a record that lies. An exit record that cannot be written (a full file
+    # system) is still renamed into place, empty: the worker reads why the job failed.
     return [
         "set -eu",
         *lines,
@@ -94,7 +103,7 @@ def wrapper_lines(files: JobFiles, index_variable: str | None, *, redirect: bool
         f"{program} || code=$?",
         "end=$(/bin/date +%s.%N)",
         'printf \'{"exit_code": %d, "started": %s, "finished": %s}\\n\' '
-        '"$code" "$start" "$end" > "$base.exit.tmp"',
+        '"$code" "$start" "$end" > "$base.exit.tmp" || :',
         '/bin/mv "$base.exit.tmp" "$base.exit"',
         'exit "$code"',
     ]
@@ -114,14 +123,57 @@ def epoch(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC) if value is not None else None
 
 
+class UnreadableRecordError(BackendError):
+    """A file a job's scripts wrote holds no valid record: that job's outcome cannot be
+    known. The message names the file and says what is wrong with it."""
+
+    def __init__(self, what: str, path: Path, why: str) -> None:
+        super().__init__(f"{what} {path} is unreadable: {why}")
+
+
+class ExitRecord(BaseModel):
+    """What a task's wrapper writes when its program ends (`wrapper_lines`, task.sh)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    exit_code: int
+    started: float
+    finished: float
+
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
+
+
+def read_record(path: Path, model: type[RecordT], what: str) -> RecordT | None:
+    """The record in `path` (None if there is none yet); `UnreadableRecordError` if it is
+    empty, not JSON, or not what `model` says. Other errors reading it (an I/O error, a
+    file system gone) are the host's, not the job's, and propagate."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if not raw:
+        raise UnreadableRecordError(what, path, "it is empty (was its file system full?)")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as e:
+        why = "; ".join(
+            ".".join(map(str, err["loc"])) + ": " + err["msg"] if err["loc"] else err["msg"]
+            for err in e.errors()
+        )
+        raise UnreadableRecordError(what, path, why) from e
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object the scripts wrote (always by rename, so never half-written)."""
+    """A JSON object the scripts wrote (by rename, so never half-written; but empty when
+    the file system was full)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise UnreadableRecordError("record", path, str(e)) from e
     if not isinstance(value, dict):
-        raise BackendError(f"{path} does not hold a JSON object")
+        raise UnreadableRecordError("record", path, "it does not hold a JSON object")
     return value
 
 
@@ -131,10 +183,23 @@ def write_indices(directory: Path, job_id: str, indices: list[int]) -> None:
 
 def read_indices(directory: Path, job_id: str) -> list[int] | None:
     """The element indices of an array job; None for a single job."""
+    path = directory / f"{job_id}.indices"
     try:
-        return [int(i) for i in json.loads((directory / f"{job_id}.indices").read_text())]
+        return [int(i) for i in json.loads(path.read_text(encoding="utf-8"))]
     except FileNotFoundError:
         return None
+    except (ValueError, TypeError) as e:
+        raise UnreadableRecordError("array index record", path, str(e)) from e
+
+
+def failed_if_unreadable(observe: Callable[[], Observation]) -> Observation:
+    """`observe()`, the state of one job from the scheduler and its files; FAILED with the
+    reason if one of its records is unreadable, so that the cluster's other jobs are
+    still observed."""
+    try:
+        return observe()
+    except UnreadableRecordError as e:
+        return Observation(JobStatus.FAILED, reason=str(e))
 
 
 def task_base(directory: Path, job_id: str, index: int | None) -> Path:
@@ -142,19 +207,28 @@ def task_base(directory: Path, job_id: str, index: int | None) -> Path:
 
 
 def exit_state(directory: Path, job_id: str, index: int | None) -> ElementState | None:
-    """The state a task's exit record tells: SUCCEEDED, or FAILED with its exit code."""
+    """The state a task's exit record tells: SUCCEEDED, or FAILED with its exit code, or
+    FAILED for a record that cannot be read (the task ended, but how is not known; it
+    ended when the record was written)."""
     base = task_base(directory, job_id, index)
-    record = read_json(base.with_name(f"{base.name}.exit"))
+    path = base.with_name(f"{base.name}.exit")
+    try:
+        record = read_record(path, ExitRecord, "exit record")
+    except UnreadableRecordError as e:
+        ended = epoch(path.stat().st_mtime)
+        return ElementState(
+            index=index or 0, status=JobStatus.FAILED, reason=str(e), finished_at=ended
+        )
     if record is None:
         return None
-    code = int(record["exit_code"])
+    code = record.exit_code
     return ElementState(
         index=index or 0,
         status=JobStatus.SUCCEEDED if code == 0 else JobStatus.FAILED,
         exit_code=code,
         reason=None if code == 0 else f"exit code {code}",
-        started_at=epoch(float(record["started"])),
-        finished_at=epoch(float(record["finished"])),
+        started_at=epoch(record.started),
+        finished_at=epoch(record.finished),
     )
 
 

@@ -18,9 +18,11 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
 import psutil
+from pydantic import BaseModel, ConfigDict
 
 from jobgate.client.errors import BackendError
 from jobgate.client.ids import JOB_ID_PATTERN
@@ -34,10 +36,12 @@ from jobgate.workers.backends.base import (
 )
 from jobgate.workers.backends.jobfiles import (
     FileBackend,
+    UnreadableRecordError,
     epoch,
     exit_state,
+    failed_if_unreadable,
     read_indices,
-    read_json,
+    read_record,
     task_base,
     write_indices,
 )
@@ -167,7 +171,9 @@ class LocalBackend(FileBackend[LocalProfile]):
     # -- status ------------------------------------------------------------------
 
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
-        observations = {job_id: self._observe(job_id) for job_id in jobs}
+        observations = {
+            job_id: failed_if_unreadable(partial(self._observe, job_id)) for job_id in jobs
+        }
         finished = [job_id for job_id, seen in observations.items() if seen.status.is_finished]
         if finished:
             self._end_leftovers(finished)
@@ -175,10 +181,10 @@ class LocalBackend(FileBackend[LocalProfile]):
 
     def _observe(self, job_id: str) -> Observation:
         directory = self.job_directory(job_id)
-        proc = read_json(directory / f"{job_id}.proc")
+        proc = read_record(directory / f"{job_id}.proc", RunnerRecord, "runner record")
         if proc is None:
             return Observation(JobStatus.FAILED, reason="lost: the job's directory has no runner")
-        runner_alive = _alive(int(proc["runner_pid"]), directory)
+        runner_alive = _alive(proc.runner_pid, directory)
         cancelled = (directory / f"{job_id}.cancelled").exists()
         indices = read_indices(directory, job_id)
         if indices is None:
@@ -237,12 +243,15 @@ class LocalBackend(FileBackend[LocalProfile]):
 
     def _processes(self, job_id: str) -> JobProcesses:
         directory = self.job_directory(job_id)
-        proc = read_json(directory / f"{job_id}.proc")
+        try:
+            proc = read_record(directory / f"{job_id}.proc", RunnerRecord, "runner record")
+        except UnreadableRecordError:  # the job failed for it: its group is unknown
+            proc = None
         try:
             cgroup: Path | None = Path((directory / f"{job_id}.cgroup").read_text("utf-8"))
         except FileNotFoundError:
             cgroup = None
-        return JobProcesses(job_id, int(proc["pgid"]) if proc else None, cgroup)
+        return JobProcesses(job_id, proc.pgid if proc else None, cgroup)
 
 
 def _runner_processes(directory: Path) -> list[int]:
@@ -282,8 +291,20 @@ def _alive(pid: int, directory: Path) -> bool:
         return False
 
 
+class RunnerRecord(BaseModel):
+    """What runner.sh writes once it runs: the job's process group and its own pid."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    pgid: int
+    runner_pid: int
+
+
 def _read_float(path: Path) -> float | None:
+    """The time in `path`; when the file system was too full to hold it (an empty file),
+    the time the file was made, which is the same moment."""
     try:
         return float(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except ValueError:
+        return path.stat().st_mtime

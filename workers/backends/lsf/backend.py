@@ -12,12 +12,14 @@ declares it lost after the profile's grace period.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 from jobgate.client.models import JobSpec, JobStatus, Observation
 from jobgate.client.profile_schema import LsfProfile
 from jobgate.workers.backends import commands
 from jobgate.workers.backends.base import JobSubmission, array_observation, chunks
 from jobgate.workers.backends.batch import BatchBackend
+from jobgate.workers.backends.jobfiles import failed_if_unreadable
 from jobgate.workers.backends.lsf import script
 from jobgate.workers.backends.lsf.script import LsfFiles
 from jobgate.workers.backends.lsf.status import (
@@ -95,11 +97,14 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
         unexplained: dict[str, str] = {}
         for job_id, backend_id in jobs.items():
             if backend_id in listed:
-                result[job_id] = self.with_unlisted_elements(
-                    job_id, observe(listed[backend_id]), {r.index for r in listed[backend_id]}
+                rows = listed[backend_id]
+                result[job_id] = failed_if_unreadable(
+                    partial(
+                        self.with_unlisted_elements, job_id, observe(rows), {r.index for r in rows}
+                    )
                 )
             else:
-                seen = self.observe_from_files(job_id)
+                seen = failed_if_unreadable(partial(self.observe_from_files, job_id))
                 if seen.status is JobStatus.UNKNOWN or any(
                     e.status is JobStatus.UNKNOWN for e in seen.elements
                 ):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from functools import partial
 
 from jobgate.client.ids import created_at
 from jobgate.client.models import JobSpec, Observation
@@ -20,7 +21,7 @@ from jobgate.client.profile_schema import SlurmProfile
 from jobgate.workers.backends import commands
 from jobgate.workers.backends.base import JobSubmission, chunks
 from jobgate.workers.backends.batch import BatchBackend
-from jobgate.workers.backends.jobfiles import read_indices
+from jobgate.workers.backends.jobfiles import failed_if_unreadable, read_indices
 from jobgate.workers.backends.programs import job_name
 from jobgate.workers.backends.slurm import script
 from jobgate.workers.backends.slurm.script import SlurmFiles
@@ -101,9 +102,10 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
         result = {}
         for job_id, backend_id in jobs.items():
             if backend_id in queued:
-                result[job_id] = self._observe_queued(job_id, queued[backend_id])
+                observe = partial(self._observe_queued, job_id, queued[backend_id])
             else:
-                result[job_id] = self._observe_gone(job_id, history.get(backend_id, []))
+                observe = partial(self._observe_gone, job_id, history.get(backend_id, []))
+            result[job_id] = failed_if_unreadable(observe)
         return result
 
     def _rows(self, argv: list[str], parse: Callable[[str], list[SlurmRow]]) -> list[SlurmRow]:
