@@ -46,13 +46,13 @@ class SentinelUrl:
 
     def transport_options(self) -> dict[str, Any]:
         """kombu's and Celery's transport options for reaching the master."""
-        return {"master_name": self.master_name, "sentinel_kwargs": _SENTINEL_CONNECTION}
+        return {"master_name": self.master_name, "sentinel_kwargs": dict(_SENTINEL_CONNECTION)}
 
     def connect(self, **connection: Any) -> redis.Redis:
         """A redis-py client for the current master; it asks the sentinels again on
         each new connection, so after a failover it reaches the promoted replica."""
         # redis.sentinel has no type hints
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=_SENTINEL_CONNECTION)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=dict(_SENTINEL_CONNECTION))  # type: ignore[no-untyped-call]
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             self.master_name,
             db=self.db,
