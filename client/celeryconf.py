@@ -16,6 +16,7 @@ from celery import Celery
 from jobgate.client.connection import check_url
 from jobgate.client.errors import ConfigurationError
 from jobgate.client.keys import Keys, check_tenant
+from jobgate.client.sentinel import is_sentinel, parse_sentinel_url
 
 VISIBILITY_TIMEOUT_ENV = "JOBGATE_VISIBILITY_TIMEOUT_S"
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600
@@ -35,10 +36,17 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
     """Settings for a Celery app that talks to `url` as `tenant`."""
     prefix = Keys(check_tenant(tenant)).prefix
     visibility = visibility_timeout_s()
+    check_url(url)
+    # kombu and Celery read a sentinel URL's master name from their transport options
+    through_sentinels: dict[str, Any] = {}
+    if is_sentinel(url):
+        parsed = parse_sentinel_url(url)
+        url, through_sentinels = parsed.kombu_url, parsed.transport_options()
     return {
-        "broker_url": check_url(url),
+        "broker_url": url,
         "result_backend": url,
         "broker_transport_options": {
+            **through_sentinels,
             "global_keyprefix": prefix,
             "visibility_timeout": visibility,
             # kombu sweeps `unacked` every interval x throttle seconds (100 s by
@@ -48,7 +56,7 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
             "socket_connect_timeout": 5,
             "socket_timeout": 30,
         },
-        "result_backend_transport_options": {"global_keyprefix": prefix},
+        "result_backend_transport_options": {**through_sentinels, "global_keyprefix": prefix},
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",

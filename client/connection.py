@@ -13,6 +13,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from jobgate.client.errors import BrokerUnavailableError, ConfigurationError
+from jobgate.client.sentinel import SENTINEL_FORM, SEPARATOR, is_sentinel, parse_sentinel_url
 
 URL_ENV = "JOBGATE_URL"
 TENANT_ENV = "JOBGATE_TENANT"
@@ -26,13 +27,18 @@ R = TypeVar("R")
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ``***``, fit for messages and logs."""
+    if is_sentinel(url):
+        return SEPARATOR.join(_mask_one(a) for a in url.split(SEPARATOR))
+    return _mask_one(url)
+
+
+def _mask_one(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    host_and_port = parts.netloc.rpartition("@")[2]  # as written, even a malformed port
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host_and_port}"))
 
 
 def url_from_env() -> str:
@@ -50,22 +56,30 @@ def tenant_from_env() -> str:
 
 
 def check_url(url: str) -> str:
-    if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+    if is_sentinel(url):
+        parse_sentinel_url(url)
+    elif urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
-            f"Redis URL {mask_url(url)!r} must start with redis://, rediss:// or unix://"
+            f"Redis URL {mask_url(url)!r} must start with redis://, rediss://, unix:// "
+            f"or sentinel:// ({SENTINEL_FORM})"
         )
     return url
 
 
+#: How the job store's connections behave: text replies, bounded connect and read times.
+_STORE_CONNECTION = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+    "health_check_interval": 30,
+}
+
+
 def connect(url: str) -> redis.Redis:
-    """A redis-py client for the job store: text replies, bounded connect and read times."""
-    return redis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=30,
-    )
+    """A redis-py client for the job store; through the sentinels for a sentinel URL."""
+    if is_sentinel(url):
+        return parse_sentinel_url(url).connect(**_STORE_CONNECTION)
+    return redis.Redis.from_url(url, **_STORE_CONNECTION)
 
 
 @contextmanager

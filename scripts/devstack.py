@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import Celery
 
 BIN = Path(sys.executable).parent
@@ -102,6 +103,8 @@ class RedisServer(Service):
     (a redis.conf to load first) says so; port, bind and dir are always ours."""
 
     name = "redis"
+    #: The program, and the Debian package that installs it.
+    program = "redis-server"
 
     def __init__(self, log_dir: Path, port: int | None = None, config: Path | None = None) -> None:
         super().__init__(log_dir)
@@ -112,10 +115,16 @@ class RedisServer(Service):
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def client(self) -> redis.Redis:
+        """A plain redis-py client of this one server (for the tests' own look-ups)."""
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
     def start(self, timeout_s: float = 10.0) -> RedisServer:
-        server = shutil.which("redis-server")
+        server = shutil.which(self.program)
         if server is None:
-            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+            raise RuntimeError(
+                f"{self.program} is not installed (apt-get install -y {self.program})"
+            )
         argv = (
             [server, str(self.config)]
             if self.config
@@ -139,13 +148,143 @@ class RedisServer(Service):
 
     def _pong(self) -> bool:
         if not self.running():
-            raise RuntimeError(f"redis-server exited; see {self.log_path}")
+            raise RuntimeError(f"{self.program} exited; see {self.log_path}")
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+class RedisSentinel(RedisServer):
+    """redis-sentinel on a free loopback port; `config` (which it rewrites) names the
+    master it monitors."""
+
+    name = "sentinel"
+    program = "redis-sentinel"
+
+    def master_port(self, master_name: str) -> int:
+        """The port of the server this sentinel holds to be `master_name`'s master now."""
+        address = self.client().sentinel_get_master_addr_by_name(master_name)
+        assert isinstance(address, tuple), f"sentinel {self.port} knows no {master_name}"
+        return int(address[1])
+
+    def knows(self, master_name: str, *, sentinels: int, replicas: int) -> bool:
+        """Whether it has found that many other sentinels and replicas of the master."""
+        c = self.client()
+        found_sentinels: list[Any] = c.sentinel_sentinels(master_name)  # type: ignore[assignment]
+        found_replicas: list[Any] = c.sentinel_slaves(master_name)
+        return len(found_sentinels) == sentinels and len(found_replicas) == replicas
+
+
+class SentinelSet:
+    """A Redis primary, one replica of it and three sentinels that fail over to the
+    replica once the primary has not answered for `down_after_ms`, each in a directory of
+    its own under `directory`; `persistence` is redis.conf text for both servers."""
+
+    master_name = "jobgate"
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persistence: str = "save ''\nappendonly no\n",
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        self.directory = Path(directory)
+        # diskless and without delay: a replica is in sync a moment after it starts
+        common = f"{persistence}repl-diskless-sync yes\nrepl-diskless-sync-delay 0\n"
+        primary_dir = self.directory / "primary"
+        self.servers = [RedisServer(primary_dir, config=self._conf(primary_dir, common))]
+        replica_dir = self.directory / "replica"
+        follow = f"replicaof 127.0.0.1 {self.servers[0].port}\n"
+        self.servers.append(
+            RedisServer(replica_dir, config=self._conf(replica_dir, common + follow))
+        )
+        watch = (
+            f"sentinel monitor {self.master_name} 127.0.0.1 {self.servers[0].port} 2\n"
+            f"sentinel down-after-milliseconds {self.master_name} {down_after_ms}\n"
+            f"sentinel failover-timeout {self.master_name} {failover_timeout_ms}\n"
+        )
+        self.sentinels = [
+            RedisSentinel(d, config=self._conf(d, watch))
+            for d in (self.directory / f"sentinel{i}" for i in range(1, 4))
+        ]
+
+    @staticmethod
+    def _conf(directory: Path, text: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "redis.conf"
+        path.write_text(text)
+        return path
+
+    @property
+    def url(self) -> str:
+        """jobgate's URL for the set: every sentinel, and the master's name."""
+        addresses = ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"{addresses}?master_name={self.master_name}"
+
+    def start(self, timeout_s: float = 30.0) -> SentinelSet:
+        """Start every part; return once the replica is in sync and each sentinel knows
+        the replica and the other two sentinels (so that a failover can be agreed)."""
+        for server in self.servers + self.sentinels:
+            server.start()
+        replica = self.servers[1].client()
+        wait_until(lambda: replica.info("replication").get("master_link_status") == "up",
+                   timeout_s, "the replica to be in sync")  # fmt: skip
+        for s in self.sentinels:
+            wait_until(
+                lambda s=s: s.knows(self.master_name, sentinels=2, replicas=1),
+                timeout_s,
+                f"sentinel on port {s.port} to know the others and the replica",
+                interval_s=0.2,
+            )
+        return self
+
+    def primary(self) -> RedisServer:
+        """The server the sentinels hold to be the master now."""
+        port = self.sentinels[0].master_port(self.master_name)
+        (server,) = [s for s in self.servers if s.port == port]
+        return server
+
+    def wait_failover(self, old: RedisServer, timeout_s: float = 60.0) -> RedisServer:
+        """Until every sentinel names another master than `old` and it acts as one."""
+
+        def promoted() -> bool:
+            named = {s.master_port(self.master_name) for s in self.sentinels}
+            if named == {old.port}:
+                return False
+            return (
+                len(named) == 1 and self.primary().client().info("replication")["role"] == "master"
+            )
+
+        wait_until(promoted, timeout_s, "the sentinels to promote the replica", interval_s=0.1)
+        return self.primary()
+
+    def rejoin(self, server: RedisServer, timeout_s: float = 60.0) -> None:
+        """Start a former primary again; the sentinels make it a replica of the new one.
+        Returns once it is in sync and every sentinel counts it as a replica."""
+        server.start()
+        client = server.client()
+
+        def in_sync() -> bool:
+            info = client.info("replication")
+            return info["role"] == "slave" and info.get("master_link_status") == "up"
+
+        wait_until(in_sync, timeout_s, f"redis-server {server.port} to follow the new primary")
+        for s in self.sentinels:
+            wait_until(
+                lambda s=s: s.knows(self.master_name, sentinels=2, replicas=1),
+                timeout_s,
+                f"sentinel on port {s.port} to count {server.port} as a replica",
+                interval_s=0.2,
+            )
+
+    def stop(self) -> None:
+        for service in self.sentinels + self.servers:
+            service.stop()
 
 
 class Worker(Service):

@@ -34,6 +34,7 @@ import logging
 from queue import Empty
 from typing import Any
 
+import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Message
 
@@ -116,6 +117,14 @@ TRANSPORTS = {
 }
 
 
-def transport_for(url: str) -> str | None:
-    """The transport (as a ``module:Class`` path) for a broker URL; None: kombu's own."""
-    return TRANSPORTS.get(url.partition("://")[0])
+def install_transports() -> None:
+    """Make kombu resolve the Redis URL schemes to the transports here, in this process
+    (before its first connection: kombu caches what a name resolved to).
+
+    Through kombu's alias table, not the ``broker_transport`` setting: when a connection
+    fails, kombu switches to the next address of the URL (each sentinel of a sentinel
+    URL) and takes the transport from that address's scheme, dropping the setting
+    (kombu 5.7.0), and the next outage would end the worker as above. Reproduced by
+    tests/faults/test_sentinel.py (failover after failover).
+    """
+    kombu.transport.TRANSPORT_ALIASES.update(TRANSPORTS)

@@ -30,7 +30,7 @@ from jobgate.client.errors import BrokerUnavailableError
 from jobgate.client.keys import Keys
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.workers.backends import get_backend
-from jobgate.workers.broker import transport_for
+from jobgate.workers.broker import install_transports
 from jobgate.workers.runtime import served_profiles
 from jobgate.workers.secret_handling import install_log_scrubbing
 
@@ -147,7 +147,7 @@ def _check_clock(clock: ServerClock) -> None:
 
 
 def install(app: Celery) -> None:
-    app.conf.broker_transport = transport_for(app.conf.broker_url)
+    install_transports()
     signals.celeryd_after_setup.connect(_serve_profiles, weak=False)
     install_log_scrubbing()
     app.steps["worker"].add(Housekeeping)

@@ -6,9 +6,7 @@ Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliab
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,28 +16,9 @@ from scripts import devstack
 from tests.support.harness import BackendHarness
 from tests.support.records import statuses
 from tests.support.waiting import gated, wait_for
+from tests.support.worker_logs import log_times, reconnect_s
 
 JOBS = 100
-#: When a line of a Celery worker log was written.
-_LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): ")
-
-
-def _log_times(log: str, text: str) -> list[datetime]:
-    times = []
-    for line in log.splitlines():
-        stamp = _LOG_TIME.match(line)
-        if stamp and text in line:
-            times.append(datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f"))
-    return times
-
-
-def reconnect_s(worker: devstack.Worker) -> float:
-    """Seconds from the worker losing its broker connection to having it again."""
-    log = worker.log_text()
-    (lost,) = _log_times(log, "Connection to broker lost")
-    back = [t for t in _log_times(log, "Connected to ") if t > lost]
-    assert back, f"the worker never reconnected:\n{log[-3000:]}"
-    return (back[0] - lost).total_seconds()
 
 
 @pytest.fixture(params=["local", "slurm"])
@@ -102,7 +81,7 @@ def test_a_redis_that_lost_its_data_leaves_the_worker_serving_and_says_what_is_g
 
     with pytest.raises(JobNotFoundError, match=f"no job {before.id}"):
         before.record()
-    wait_for(lambda: _log_times(worker.log_text(), "Connected to ")[1:], timeout_s=60,
+    wait_for(lambda: log_times(worker.log_text(), "Connected to ")[1:], timeout_s=60,
              what="the worker to reconnect")  # fmt: skip
     started = time.monotonic()
     after = wait_for(lambda: _submitted_once_served(backend), timeout_s=120,
