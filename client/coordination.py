@@ -19,6 +19,7 @@ from redis.lock import Lock
 
 from jobgate.client import lua
 from jobgate.client.connection import broker_errors, guarded
+from jobgate.client.errors import BrokerUnavailableError
 from jobgate.client.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,24 @@ class Coordination:
                 # theirs now, so nothing to release.
                 with broker_errors(self.url), contextlib.suppress(LockNotOwnedError):
                     lock.release()
+
+    @contextlib.contextmanager
+    def submit_attempt(self, job_id: str, ttl_s: float) -> Iterator[int]:
+        """Count a delivery of a job's submit for as long as it runs; yields how many
+        earlier ones started and never ended: their process died (the OOM killer, a
+        SIGKILL), since an attempt that ends in any other way, an exception included, is
+        forgotten."""
+        key = self.keys.submit_attempts(job_id)
+        with broker_errors(self.url):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.pexpire(key, _ms(ttl_s))
+            started, _ = pipe.execute()
+        try:
+            yield int(started) - 1
+        finally:
+            with contextlib.suppress(BrokerUnavailableError), broker_errors(self.url):
+                self._redis.delete(key)
 
     # -- turns and markers: set once, expire by themselves -----------------------------
 

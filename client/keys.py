@@ -134,6 +134,10 @@ class Keys:
     def submit_lock(self, job_id: str) -> str:
         return f"{self.prefix}submitting:{job_id}"
 
+    def submit_attempts(self, job_id: str) -> str:
+        """How many deliveries of a job's submit started and have not ended."""
+        return f"{self.submit_lock(job_id)}:attempts"
+
     def resent_marker(self, job_id: str) -> str:
         """Set when reconcile re-sent a stuck job's submit, so it does so once a while."""
         return f"{self.submit_lock(job_id)}:resent"

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 SUBMIT_LOCK_S = 10.0
 SUBMIT_LOCK_WAIT_S = 1.5 * SUBMIT_LOCK_S
 POLICY_BLOCKED = "policy blocked"
+#: A submit whose worker process died this many times before it ended fails the job.
+MAX_DEAD_ATTEMPTS = 3
+SUBMIT_ATTEMPTS_TTL_S = 24 * 3600.0
+DIED_SUBMITTING = "the worker process died while submitting it, each time (out of memory?)"
 
 
 class SubmitOutcome(StrEnum):
@@ -50,6 +54,7 @@ class SubmitOutcome(StrEnum):
     CANCELLED = "cancelled"  # cancelled while being submitted: stopped on the scheduler
     POLICY_BLOCKED = POLICY_BLOCKED
     DEPENDENCY_FAILED = DEPENDENCY_FAILED
+    DIED_SUBMITTING = "died submitting"  # its worker process died MAX_DEAD_ATTEMPTS times
     MISSING = "missing"  # no record (purged, or never written)
 
 
@@ -89,15 +94,22 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
         if override:
             log.warning("job %s: policy BLOCK findings overridden by its submitter: %s",
                         job_id, ", ".join(f.code for f in blocked))  # fmt: skip
-        backend_id = ctx.backend.find(job_id)
-        adopted = backend_id is not None
-        if backend_id is None:
-            try:
-                backend_id = ctx.backend.submit(_submission(ctx, record, spec))
-            except DependencyFailedError as e:
-                fail(ctx, job_id, DEPENDENCY_FAILED)
-                log.warning("job %s: %s", job_id, e)
-                return SubmitOutcome.DEPENDENCY_FAILED
+        with ctx.coordination.submit_attempt(job_id, SUBMIT_ATTEMPTS_TTL_S) as died:
+            if died >= MAX_DEAD_ATTEMPTS:
+                # Celery requeues the task of a process that died: without this, a job
+                # whose submit kills its worker process would do so forever.
+                fail(ctx, job_id, f"{DIED_SUBMITTING}: {died} attempts")
+                log.error("job %s: %s (%d attempts); failed it", job_id, DIED_SUBMITTING, died)
+                return SubmitOutcome.DIED_SUBMITTING
+            backend_id = ctx.backend.find(job_id)
+            adopted = backend_id is not None
+            if backend_id is None:
+                try:
+                    backend_id = ctx.backend.submit(_submission(ctx, record, spec))
+                except DependencyFailedError as e:
+                    fail(ctx, job_id, DEPENDENCY_FAILED)
+                    log.warning("job %s: %s", job_id, e)
+                    return SubmitOutcome.DEPENDENCY_FAILED
         pending = Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None)
         (outcome,) = ctx.record(
             [StatusUpdate(job_id, pending, backend_id=backend_id, only_from=JobStatus.NEW)]

@@ -135,6 +135,38 @@ def test_a_pool_child_killed_in_a_poll_step_or_a_submit_loses_and_repeats_nothin
           f"query {resumed:.1f} s after the kill")  # fmt: skip
 
 
+@pytest.mark.timeout(180)
+def test_a_submit_that_kills_its_pool_child_every_time_fails_the_job_after_three_deaths(
+    slurm_backend: SlurmHarness, slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    """Celery requeues the task of a pool child that died; a submit that kills its child
+    each time (always out of memory, say) must not go round forever."""
+    harness = slurm_backend
+    shim_dir = tmp_path / "deadly"
+    shim_dir.mkdir()
+    calls = shim_dir / "calls"
+    (shim_dir / "sbatch").write_text(f"#!/bin/sh\necho x >> {calls}\nkill -9 $PPID\nexit 1\n")
+    (shim_dir / "sbatch").chmod(0o755)
+    env = harness.worker_env()
+    env["PATH"] = f"{shim_dir}{os.pathsep}{env['PATH']}"
+    worker = harness.start_worker(harness.profile(), env=env)
+
+    job = harness.submit_named("deadly", "true")
+    record = job.wait(timeout_s=120)
+
+    assert record.status is JobStatus.FAILED, record
+    assert record.reason == "the worker process died while submitting it, each time " \
+        "(out of memory?): 3 attempts", record  # fmt: skip
+    assert count(calls) == 3
+    assert slurm_ids_named(slurm, f"jobgate-{job.id}") == []
+    assert worker.running()
+    worker.kill()
+    harness.start()  # with the real sbatch: the cluster is fine
+    assert harness.submit_named("fine", "true").wait(timeout_s=120).status is JobStatus.SUCCEEDED
+    print(f"FIGURE pool-child-sigkill-always slurm: the job FAILED after {count(calls)} deaths, "
+          "worker up")  # fmt: skip
+
+
 def _received(worker: devstack.Worker, task: str) -> int:
     """How many messages of `task` the worker took."""
     return worker.log_text().count(f"Task {task}[")
