@@ -1,8 +1,32 @@
-"""Stand-ins on PATH that count the calls of a scheduler command and run the real one."""
+"""Stand-ins on PATH that count the calls of a scheduler command and run the real one, or,
+while a fault is armed (`arm`), misbehave the way a scheduler command can."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+
+
+class Fault(StrEnum):
+    """What a shim does instead of answering as the real command."""
+
+    HANG = "hang"  # never answers: sleeps until killed (its pid goes to the `hung` file)
+    PARTIAL = "partial"  # prints the first line of the real answer, then exits 1
+    GARBAGE = "garbage"  # the real answer with a line of noise after its first line
+
+
+#: What a GARBAGE shim adds to the real answer: binary noise and a field separator.
+GARBAGE_LINE = "\\033[0m\\001 slurm_load_jobs: ?? |garbage"
+
+_SHIM = """#!/bin/sh
+echo x >> {calls}
+case "$(cat {fault} 2>/dev/null)" in
+  hang) echo $$ >> {hung}; exec sleep 3600 ;;
+  partial) {real} "$@" | head -n 1; exit 1 ;;
+  garbage) {real} "$@" | awk 'NR == 2 {{ printf "{garbage}\\n" }} {{ print }}'; exit 0 ;;
+esac
+exec {real} "$@"
+"""
 
 
 def counting_shim(directory: Path, real: Path) -> Path:
@@ -12,7 +36,9 @@ def counting_shim(directory: Path, real: Path) -> Path:
     calls = directory / "calls"
     calls.touch()
     shim = directory / real.name
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\nexec {real} "$@"\n')
+    shim.write_text(_SHIM.format(calls=calls, fault=directory / "fault",
+                                 hung=directory / "hung", real=real,
+                                 garbage=GARBAGE_LINE))  # fmt: skip
     shim.chmod(0o755)
     return calls
 
@@ -20,3 +46,16 @@ def counting_shim(directory: Path, real: Path) -> Path:
 def count(calls: Path) -> int:
     """How many calls a counting shim has seen."""
     return len(calls.read_text().split())
+
+
+def arm(calls: Path, fault: Fault | None) -> None:
+    """Make the shim of this count file misbehave from its next call (None: behave)."""
+    path = calls.parent / "fault"
+    path.with_suffix(".tmp").write_text(fault.value if fault else "")
+    path.with_suffix(".tmp").rename(path)
+
+
+def hung_pids(calls: Path) -> list[int]:
+    """The process ids of the shim's calls that hung."""
+    hung = calls.parent / "hung"
+    return [int(pid) for pid in hung.read_text().split()] if hung.exists() else []

@@ -1,0 +1,130 @@
+"""Scheduler commands that misbehave under running jobs: a status command that hangs, that
+prints half its answer and exits 1, that mixes a line of garbage into a valid answer, or
+that vanishes from PATH. The fault is a shim on the worker's PATH in front of the real
+command (tests/support/shims.py). Each test asserts that the hung command is killed, the
+failed poll is logged naming the command and the cluster, no running job is marked
+FAILED, every job runs once and ends SUCCEEDED, and the polling chain resumes.
+
+Measured figures are printed as ``FIGURE`` lines (``pytest -s``) for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from jobgate.client import Job, JobStatus
+from scripts import devstack
+from tests.support.batch import BatchHarness
+from tests.support.records import statuses
+from tests.support.shims import Fault, arm, count, hung_pids
+from tests.support.waiting import gated, wait_for
+
+#: The private Slurm has two CPUs: two one-CPU jobs run side by side.
+JOBS = 2
+#: Short enough that a hung command costs the test seconds, long enough for a busy squeue.
+COMMAND_TIMEOUT_S = 3
+
+
+def _start_running(backend: BatchHarness, tmp_path: Path, **settings: object) -> list[Job]:
+    """JOBS gated jobs, seen RUNNING; each appends its id to `runs` when let go."""
+    gate, runs = tmp_path / "go", tmp_path / "runs"
+    jobs = [backend.submit_named(f"j{i}", gated(f'echo "$JOBGATE_JOB_ID" >> {runs}', gate))
+            for i in range(JOBS)]  # fmt: skip
+    wait_for(lambda: all(job.status() is JobStatus.RUNNING for job in jobs),
+             timeout_s=backend.timeout_s, what="the jobs running")  # fmt: skip
+    return jobs
+
+
+def _let_go_and_wait_until_ran(jobs: list[Job], tmp_path: Path) -> None:
+    """Open the gate; wait until every job has run (on the scheduler, not in jobgate)."""
+    (tmp_path / "go").touch()
+    runs = tmp_path / "runs"
+    wait_for(lambda: runs.exists() and len(runs.read_text().split()) == len(jobs),
+             timeout_s=60, what="the jobs to run on the scheduler")  # fmt: skip
+
+
+def _assert_each_succeeded_once(backend: BatchHarness, jobs: list[Job], tmp_path: Path) -> None:
+    for job in jobs:
+        record = job.wait(timeout_s=backend.timeout_s)
+        assert record.status is JobStatus.SUCCEEDED, record
+        assert JobStatus.FAILED not in statuses(record), record
+        assert JobStatus.UNKNOWN not in statuses(record), record
+        assert statuses(record).count(JobStatus.RUNNING) == 1, record
+    assert sorted((tmp_path / "runs").read_text().split()) == sorted(j.id for j in jobs)
+
+
+def _poll_failures(worker: devstack.Worker, cluster: str, said: str) -> list[str]:
+    """The worker's log lines saying a poll of `cluster` failed with `said` in the reason."""
+    failed = f"poll of cluster {cluster} failed; the chain goes on"
+    return [line for line in worker.log_text().splitlines() if failed in line and said in line]
+
+
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (Fault.HANG, f"squeue did not answer within {COMMAND_TIMEOUT_S} s (killed)"),
+        (Fault.PARTIAL, "squeue failed (exit 1)"),
+    ],
+    ids=["hangs", "half-answer-exit-1"],
+)
+def test_a_squeue_that_fails_under_running_jobs_fails_no_job_and_the_chain_resumes(
+    slurm_backend: BatchHarness, tmp_path: Path, fault: Fault, said: str
+) -> None:
+    backend = slurm_backend
+    worker = backend.start(slurm={"command_timeout_s": COMMAND_TIMEOUT_S})
+    jobs = _start_running(backend, tmp_path)
+
+    arm(backend.status_calls_file, fault)
+    armed = time.monotonic()
+    (line,) = wait_for(lambda: _poll_failures(worker, backend.cluster, said)[:1],
+                       timeout_s=60, what="a logged poll failure")  # fmt: skip
+    logged_s = time.monotonic() - armed
+    assert "gave up after 3 attempts" in line or fault is not Fault.HANG, line
+    hung = hung_pids(backend.status_calls_file)
+    assert bool(hung) is (fault is Fault.HANG)
+    wait_for(lambda: all(_gone(pid) for pid in hung), timeout_s=10, what="hung squeue killed")
+    _let_go_and_wait_until_ran(jobs, tmp_path)  # the jobs end while squeue fails
+    wait_for(lambda: len(_poll_failures(worker, backend.cluster, said)) >= 2, timeout_s=60,
+             what="a second failed poll after the jobs ended")  # fmt: skip
+    assert all(job.status() is JobStatus.RUNNING for job in jobs)  # nothing judged meanwhile
+
+    arm(backend.status_calls_file, None)
+    calls_at_clear = count(backend.status_calls_file)
+    cleared = time.monotonic()
+    _assert_each_succeeded_once(backend, jobs, tmp_path)
+    assert count(backend.status_calls_file) > calls_at_clear  # the chain resumed
+    assert worker.running()
+    print(f"FIGURE scheduler-fault slurm squeue-{fault}: {JOBS} running jobs, 0 failed, "
+          f"{len(hung)} hung squeue killed, failure logged {logged_s:.1f} s after the fault, "
+          f"jobs done {time.monotonic() - cleared:.1f} s after it cleared")  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+def test_a_garbage_line_in_squeue_answers_does_not_hold_up_the_other_jobs(
+    slurm_backend: BatchHarness, tmp_path: Path
+) -> None:
+    backend = slurm_backend
+    worker = backend.start(slurm={"command_timeout_s": COMMAND_TIMEOUT_S})
+    jobs = _start_running(backend, tmp_path)
+
+    arm(backend.status_calls_file, Fault.GARBAGE)  # stays armed to the end
+    calls_at_arm = count(backend.status_calls_file)
+    _let_go_and_wait_until_ran(jobs, tmp_path)
+    _assert_each_succeeded_once(backend, jobs, tmp_path)
+    assert count(backend.status_calls_file) > calls_at_arm  # answers were garbled
+    skipped = [line for line in worker.log_text().splitlines()
+               if "squeue printed a line jobgate cannot read" in line]  # fmt: skip
+    assert skipped, worker.log_text()[-3000:]
+    assert f"cluster {backend.cluster}: squeue printed" in skipped[0]
+    assert "garbage" in skipped[0]
+    print(f"FIGURE scheduler-fault slurm squeue-garbage-line: {JOBS} jobs, 0 failed, "
+          f"{len(skipped)} garbled answers skipped line by line")  # fmt: skip
