@@ -22,13 +22,16 @@ from scripts import devstack
 from tests.support.batch import BatchHarness
 from tests.support.lsf import EMULATOR, LsfEmulator, LsfHarness
 from tests.support.records import statuses
-from tests.support.shims import Fault, arm, count, hung_pids
+from tests.support.shims import Fault, arm, count, counting_shim, hung_pids
+from tests.support.slurm import SlurmHarness
 from tests.support.waiting import gated, wait_for
 
 #: The private Slurm has two CPUs: two one-CPU jobs run side by side.
 JOBS = 2
 #: Short enough that a hung command costs the test seconds, long enough for a busy squeue.
 COMMAND_TIMEOUT_S = 3
+#: Tries of a submit that keeps failing transiently: the first and the task's 5 retries.
+SUBMIT_TRIES = 6
 
 
 def _start_running(backend: BatchHarness, tmp_path: Path, **settings: object) -> list[Job]:
@@ -165,3 +168,46 @@ def test_a_garbage_line_in_squeue_answers_does_not_hold_up_the_other_jobs(
     assert "garbage" in skipped[0]
     print(f"FIGURE scheduler-fault slurm squeue-garbage-line: {JOBS} jobs, 0 failed, "
           f"{len(skipped)} garbled answers skipped line by line")  # fmt: skip
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("fault", [Fault.HANG, Fault.ANSWER_LOST], ids=["hangs", "answer-lost"])
+def test_an_sbatch_that_never_answers_is_killed_and_the_job_is_submitted_at_most_once(
+    slurm_backend: SlurmHarness, tmp_path: Path, fault: Fault
+) -> None:
+    """A hung sbatch is killed at the timeout and the submit retried, a bounded number of
+    times: then the job is FAILED with the reason. An sbatch that submitted the job but
+    whose answer was lost leaves a job that the retry finds by its name: adopted, run once."""
+    backend, runs = slurm_backend, tmp_path / "runs"
+    calls = counting_shim(tmp_path / "sbatch-shim", Path("/usr/bin/sbatch"))
+    arm(calls, fault)
+    env = backend.worker_env()
+    env["PATH"] = os.pathsep.join([str(calls.parent), env["PATH"]])
+    profile = backend.profile(slurm={"command_timeout_s": COMMAND_TIMEOUT_S},
+                              submit_retry_backoff_s=0.2)  # fmt: skip
+    worker = backend.start_worker(profile, env=env)
+    started = time.monotonic()
+    job = backend.submit_named("j", f'echo "$JOBGATE_JOB_ID" >> {runs}')
+
+    record = job.wait(timeout_s=backend.timeout_s)
+    hung = hung_pids(calls)
+    wait_for(lambda: all(_gone(pid) for pid in hung), timeout_s=10, what="hung sbatch killed")
+    on_slurm = backend.slurm.run("squeue", "-h", "-t", "all", "--name", f"jobgate-{job.id}",
+                                 "-o", "%i").split()  # fmt: skip
+    if fault is Fault.HANG:
+        assert record.status is JobStatus.FAILED, record
+        assert statuses(record) == [JobStatus.NEW, JobStatus.FAILED]
+        killed = f"sbatch did not answer within {COMMAND_TIMEOUT_S} s (killed)"
+        assert record.reason == f"submit failed: {killed} (gave up after 1 attempts)"
+        assert len(hung) == count(calls) == SUBMIT_TRIES
+        assert on_slurm == []
+        assert not runs.exists()
+    else:
+        assert record.status is JobStatus.SUCCEEDED, record
+        assert record.history[1].reason == "found on the cluster"
+        assert len(hung) == count(calls) == 1
+        assert on_slurm == [record.backend_id]
+        assert runs.read_text().split() == [job.id]
+    assert f"submit of job {job.id} failed, will retry: sbatch did not answer" in worker.log_text()
+    print(f"FIGURE scheduler-fault slurm sbatch-{fault}: {len(hung)} hung sbatch killed, job "
+          f"{record.status.value} after {time.monotonic() - started:.1f} s")  # fmt: skip
