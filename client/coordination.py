@@ -29,6 +29,7 @@ class Coordination:
         self.url = url
         self._claim = client.register_script(lua.load("poll_claim"))
         self._end_if_idle = client.register_script(lua.load("poll_end_if_idle"))
+        self._keep = client.register_script(lua.load("poll_keep"))
 
     # -- the polling chain's lease (see workers/polling.py) ---------------------------
 
@@ -44,6 +45,12 @@ class Coordination:
         """Claim step `seq` of chain `token`; False means this message must stop."""
         keys = [self.keys.poll_lease(cluster)]
         return bool(self._claim(keys=keys, args=[token, seq, _ms(ttl_s)]))
+
+    @guarded
+    def keep_step(self, cluster: str, token: str, next_seq: int, ttl_s: float) -> bool:
+        """Renew the lease of chain `token`'s step under way; False if it holds no more."""
+        keys = [self.keys.poll_lease(cluster)]
+        return bool(self._keep(keys=keys, args=[f"{token}:{next_seq}", _ms(ttl_s)]))
 
     @guarded
     def end_chain_if_idle(self, cluster: str, token: str, next_seq: int) -> bool:

@@ -6,14 +6,19 @@ A duplicated or redelivered message (same step) finds the lease moved on and
 stops, and so does a chain started by someone else (other token). If the chain
 dies with its worker, the lease expires and reconcile starts a new chain.
 When a cluster has no active job the chain ends, atomically with that check,
-and the next submit starts a new one. (The lease lives in client/coordination.py.)
+and the next submit starts a new one. A step renews its lease while it runs, so one
+held up by a slow scheduler (a command hung until its timeout) is not taken for
+dead. (The lease lives in client/coordination.py.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from enum import StrEnum
 
 from jobgate.client import routing
@@ -105,7 +110,8 @@ def _step(ctx: ClusterContext, token: str, seq: int) -> PollOutcome:
         return PollOutcome.SUPERSEDED
     started = time.monotonic()
     try:
-        refresh(ctx)
+        with _lease_kept(ctx, token, seq + 1, lease_s):
+            refresh(ctx)
     except JobgateError as e:
         log.warning("poll of cluster %s failed; the chain goes on: %s", cluster, e)
     except Exception:  # the chain must outlive any one failed query
@@ -119,6 +125,28 @@ def _step(ctx: ClusterContext, token: str, seq: int) -> PollOutcome:
     countdown = max(0.0, poll_interval_s(ctx.profile, quiet_s) - elapsed)
     ctx.send(routing.POLL, cluster, token, seq + 1, poll_queue=True, countdown=countdown)
     return PollOutcome.CONTINUED
+
+
+@contextlib.contextmanager
+def _lease_kept(ctx: ClusterContext, token: str, next_seq: int, lease_s: float) -> Iterator[None]:
+    """Renew the step's lease every third of its life until the block ends."""
+    done = threading.Event()
+
+    def keep() -> None:
+        while not done.wait(lease_s / 3):
+            try:
+                if not ctx.coordination.keep_step(ctx.name, token, next_seq, lease_s):
+                    return  # taken over (the lease lapsed while Redis was away)
+            except JobgateError as e:
+                log.warning("cannot renew the polling lease of cluster %s: %s", ctx.name, e)
+
+    keeper = threading.Thread(target=keep, name=f"lease-{ctx.name}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 def poll_interval_s(profile: ClusterProfile, quiet_s: float) -> float:

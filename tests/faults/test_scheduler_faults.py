@@ -112,6 +112,8 @@ def test_a_status_command_failing_under_running_jobs_fails_no_job_and_the_chain_
     _assert_each_succeeded_once(backend, jobs, tmp_path)
     assert count(backend.status_calls_file) > calls_at_clear  # the chain resumed
     assert worker.running()
+    # A step held up by the hung command kept its lease: no second chain was started.
+    assert "no polling chain; started one" not in worker.log_text()
     print(f"FIGURE scheduler-fault {scheduler} status-command-{fault}: {JOBS} running jobs, "
           f"0 failed, {len(hung)} hung commands killed, failure logged {logged_s:.1f} s after "
           f"the fault, jobs done {time.monotonic() - cleared:.1f} s after it cleared")  # fmt: skip
