@@ -13,6 +13,7 @@ class Fault(StrEnum):
     HANG = "hang"  # never answers: sleeps until killed (its pid goes to the `hung` file)
     PARTIAL = "partial"  # prints the first line of the real answer, then exits 1
     GARBAGE = "garbage"  # the real answer with a line of noise after its first line
+    NOISE = "noise"  # the real answer with a line of noise before and after it
     ANSWER_LOST = "answer-lost"  # does the real command's work, then hangs unanswered
 
 
@@ -23,6 +24,7 @@ _SHIM = """#!/bin/sh
 echo x >> {calls}
 case "$(cat {fault} 2>/dev/null)" in
   hang) echo $$ >> {hung}; exec sleep 3600 ;;
+  noise) printf "{garbage} {{\n"; {real} "$@"; status=$?; echo "}} noise"; exit $status ;;
   answer-lost) {real} "$@" > /dev/null; echo $$ >> {hung}; exec sleep 3600 ;;
   partial) {real} "$@" | head -n 1; exit 1 ;;
   garbage) {real} "$@" | awk 'NR == 2 {{ printf "{garbage}\\n" }} {{ print }}'; exit 0 ;;
