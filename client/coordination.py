@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 from redis.exceptions import LockError, LockNotOwnedError
@@ -35,6 +35,7 @@ class Coordination:
         self.url = url
         self._claim = client.register_script(lua.load("poll_claim"))
         self._end_if_idle = client.register_script(lua.load("poll_end_if_idle"))
+        self._keep = client.register_script(lua.load("poll_keep"))
 
     # -- the polling chain's lease (see workers/polling.py) ---------------------------
 
@@ -50,6 +51,20 @@ class Coordination:
         """Claim step `seq` of chain `token`; False means this message must stop."""
         keys = [self.keys.poll_lease(cluster)]
         return bool(self._claim(keys=keys, args=[token, seq, _ms(ttl_s)]))
+
+    @guarded
+    def keep_step(self, cluster: str, token: str, next_seq: int, ttl_s: float) -> bool:
+        """Renew the lease of chain `token`'s step under way; False if it holds no more."""
+        keys = [self.keys.poll_lease(cluster)]
+        return bool(self._keep(keys=keys, args=[f"{token}:{next_seq}", _ms(ttl_s)]))
+
+    def step_kept(
+        self, cluster: str, token: str, next_seq: int, ttl_s: float
+    ) -> contextlib.AbstractContextManager[None]:
+        """Renew the step's lease every third of its life while the block runs, so that a
+        step held up by its scheduler is not taken for a dead chain."""
+        return _every(ttl_s / 3, lambda: self.keep_step(cluster, token, next_seq, ttl_s),
+                      f"renew the polling lease of cluster {cluster}")  # fmt: skip
 
     @guarded
     def end_chain_if_idle(self, cluster: str, token: str, next_seq: int) -> bool:
@@ -160,26 +175,42 @@ class Coordination:
         return [str(beat) for beat in beats if beat is not None]
 
 
-@contextlib.contextmanager
-def _renewing(lock: Lock, every_s: float) -> Iterator[None]:
+def _renewing(lock: Lock, every_s: float) -> contextlib.AbstractContextManager[None]:
     """Reset `lock`'s time to live every `every_s` from a thread, while the block runs."""
+
+    def renew() -> bool:
+        try:
+            lock.reacquire()
+        except LockError as e:
+            log.warning("lost lock %s while holding it: %s", lock.name, e)
+            return False
+        return True
+
+    return _every(every_s, renew, f"renew {lock.name}")
+
+
+@contextlib.contextmanager
+def _every(every_s: float, renew: Callable[[], bool], name: str) -> Iterator[None]:
+    """Call `renew` every `every_s` from a thread while the block runs, until it returns
+    False. Redis being away is logged and tried again next time: the renewal may yet come
+    in time."""
     done = threading.Event()
 
-    def renew() -> None:
+    def loop() -> None:
         while not done.wait(every_s):
             try:
-                lock.reacquire()
-            except (LockError, redis.RedisError) as e:
-                log.warning("lost lock %s while holding it: %s", lock.name, e)
-                return
+                if not renew():
+                    return
+            except (BrokerUnavailableError, redis.RedisError) as e:
+                log.warning("%s: %s", name, e)
 
-    renewer = threading.Thread(target=renew, name=f"renew {lock.name}", daemon=True)
-    renewer.start()
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
     try:
         yield
     finally:
         done.set()
-        renewer.join()
+        thread.join()
 
 
 def _ms(seconds: float) -> int:

@@ -377,6 +377,13 @@ class ProfileBase(StrictModel):
     resubmit_after_s: float = Field(
         default=600.0, gt=0, description="Re-send the submit of a job still NEW after this long."
     )
+    submit_retry_backoff_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="First pause before retrying a submit that failed transiently (scheduler "
+        "unreachable); doubled for each of the 5 retries, at most 60 s.",
+    )
     lost_grace_s: float = Field(
         default=300.0, ge=0, description="A job missing from the scheduler is lost after this."
     )

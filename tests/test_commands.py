@@ -66,9 +66,16 @@ def test_other_failures_are_returned_for_the_caller_to_judge(tmp_path: Path) -> 
     assert str(error) == "sh refused the job (exit 2): bad option --x"
 
 
-def test_a_missing_command_is_a_clear_error() -> None:
-    with pytest.raises(BackendError, match="nosuchcmd-xyz is not installed or not on PATH"):
+def test_a_missing_command_is_a_clear_transient_error() -> None:
+    with pytest.raises(BackendError, match="nosuchcmd-xyz is not installed or not on PATH") as info:
         run(["nosuchcmd-xyz"], FAST)
+    assert info.value.transient  # gone mid-run (an upgrade, a lost mount): it comes back
+    assert "gave up after 3 attempts" in str(info.value)
+
+
+def test_a_missing_working_directory_is_not_taken_for_a_missing_command(tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=f"cannot run /bin/true: no directory {tmp_path}/x"):
+        run(["/bin/true"], FAST, cwd=str(tmp_path / "x"))
 
 
 def test_input_and_environment_reach_the_command() -> None:

@@ -131,6 +131,18 @@ def test_what_bjobs_cannot_mean_is_an_error_naming_bjobs() -> None:
         parse_bjobs("", "LSF is down. Please wait ...\n", 255)
 
 
+def test_lines_around_the_json_are_handed_back_and_its_records_read() -> None:
+    recorded = sample("bjobs_json_array.json")
+    noisy = f"LSF is processing your request. Please wait ...\nnoise {{ x\n{recorded}\n}} junk\n"
+    answer = parse_bjobs(noisy, "", 0)
+    assert answer.rows == parse_bjobs(recorded, "", 0).rows
+    assert answer.around == ["LSF is processing your request. Please wait ...", "noise { x",
+                             "} junk"]  # fmt: skip
+    assert parse_bjobs("garbage\n", "", 0).around == ["garbage"]
+    with pytest.raises(BackendError, match="bjobs -json printed what jobgate cannot read"):
+        parse_bjobs("noise { x\n", "", 0)
+
+
 def row(stat: str, code: int | None = None, exit_reason: str = "", pend: str = "") -> LsfRow:
     return LsfRow("7", None, "jg-x", stat, code, exit_reason, pend, None, None)
 

@@ -31,13 +31,13 @@ def rows_of(rows: list, job: str) -> list:
 @pytest.fixture(scope="module")
 def finished() -> list:
     # squeue -h -t all -r -O '<SQUEUE_FORMAT>' after the jobs ended
-    return parse_squeue((DATA / "squeue_format_finished_all.txt").read_text())
+    return parse_squeue((DATA / "squeue_format_finished_all.txt").read_text()).rows
 
 
 @pytest.fixture(scope="module")
 def mixed() -> list:
     # the same with jobs pending (several reasons), running, and an array 0-9%3
-    return parse_squeue((DATA / "squeue_format_mixed_r.txt").read_text())
+    return parse_squeue((DATA / "squeue_format_mixed_r.txt").read_text()).rows
 
 
 def test_squeue_rows_carry_exit_codes_and_signals(finished: list) -> None:
@@ -99,7 +99,7 @@ def test_a_failed_dependency_ends_the_job_and_asks_to_stop_it(finished: list) ->
 
 def test_sacct_history_rows() -> None:
     # sacct -c -P -n -o jobid,jobidraw,jobname,state,exitcode,start,end -j 15,16,17,...
-    rows = parse_sacct((DATA / "sacct_c_jobgate_fields.txt").read_text())
+    rows = parse_sacct((DATA / "sacct_c_jobgate_fields.txt").read_text()).rows
     by_id = {r.array_job_id: r for r in rows}
     assert (by_id["16"].state, by_id["16"].exit_code, by_id["16"].signal) == ("FAILED", 3, 0)
     assert observe([by_id["15"]]).reason == "TIMEOUT"
@@ -107,11 +107,16 @@ def test_sacct_history_rows() -> None:
     assert observe([by_id["24"]]).status is JobStatus.CANCELLED
 
 
-def test_malformed_output_is_an_error_naming_the_command() -> None:
-    with pytest.raises(BackendError, match="squeue printed a line jobgate cannot read"):
-        parse_squeue("garbage without fields\n")
-    with pytest.raises(BackendError, match="sacct printed a line jobgate cannot read"):
-        parse_sacct("1|2\n")
+def test_lines_that_are_not_rows_are_handed_back_and_the_rows_around_them_read() -> None:
+    recorded = (DATA / "squeue_format_mixed_r.txt").read_text().splitlines()
+    noise = ["garbage without fields", "x|" * 12, "\x1b[0m\x01 slurm_load_jobs: ?? |garbage"]
+    answer = parse_squeue("\n".join([recorded[0], *noise, *recorded[1:]]))
+    assert answer.unreadable == noise
+    assert answer.rows == parse_squeue("\n".join(recorded)).rows
+    sacct = (DATA / "sacct_c_jobgate_fields.txt").read_text().splitlines()
+    history = parse_sacct("\n".join(["1|2", sacct[0], "a|b|c|d|e|f|g"]))
+    assert history.unreadable == ["1|2", "a|b|c|d|e|f|g"]
+    assert history.rows == parse_sacct(sacct[0]).rows
 
 
 def test_sbatch_parsable_output() -> None:

@@ -6,7 +6,9 @@ A duplicated or redelivered message (same step) finds the lease moved on and
 stops, and so does a chain started by someone else (other token). If the chain
 dies with its worker, the lease expires and reconcile starts a new chain.
 When a cluster has no active job the chain ends, atomically with that check,
-and the next submit starts a new one. (The lease lives in client/coordination.py.)
+and the next submit starts a new one. A step renews its lease while it runs, so one
+held up by a slow scheduler (a command hung until its timeout) is not taken for
+dead. (The lease lives in client/coordination.py.)
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def _step(ctx: ClusterContext, token: str, seq: int) -> PollOutcome:
         return PollOutcome.SUPERSEDED
     started = time.monotonic()
     try:
-        refresh(ctx)
+        with ctx.coordination.step_kept(cluster, token, seq + 1, lease_s):
+            refresh(ctx)
     except JobgateError as e:
         log.warning("poll of cluster %s failed; the chain goes on: %s", cluster, e)
     except Exception:  # the chain must outlive any one failed query

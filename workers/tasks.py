@@ -96,7 +96,8 @@ def submit(self: AnyTask, job_id: JobId) -> None:
     except BackendError as e:
         if e.transient and self.request.retries < SUBMIT_RETRIES:
             log.warning("submit of job %s failed, will retry: %s", job_id, e)
-            raise self.retry(countdown=min(60, 2 ** (self.request.retries + 1)), exc=e) from e
+            pause_s = ctx.profile.submit_retry_backoff_s * 2**self.request.retries
+            raise self.retry(countdown=min(60.0, pause_s), exc=e) from e
         submission.fail_submission(ctx, job_id, e)
         log.error("submit of job %s failed: %s", job_id, e)
         return

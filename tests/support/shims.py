@@ -1,8 +1,36 @@
-"""Stand-ins on PATH that count the calls of a scheduler command and run the real one."""
+"""Stand-ins on PATH that count the calls of a scheduler command and run the real one, or,
+while a fault is armed (`arm`), misbehave the way a scheduler command can."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+
+
+class Fault(StrEnum):
+    """What a shim does instead of answering as the real command."""
+
+    HANG = "hang"  # never answers: sleeps until killed (its pid goes to the `hung` file)
+    PARTIAL = "partial"  # prints the first line of the real answer, then exits 1
+    GARBAGE = "garbage"  # the real answer with a line of noise after its first line
+    NOISE = "noise"  # the real answer with a line of noise before and after it
+    ANSWER_LOST = "answer-lost"  # does the real command's work, then hangs unanswered
+
+
+#: What a GARBAGE shim adds to the real answer: binary noise and a field separator.
+GARBAGE_LINE = "\\033[0m\\001 slurm_load_jobs: ?? |garbage"
+
+_SHIM = """#!/bin/sh
+echo x >> {calls}
+{delay}case "$(cat {fault} 2>/dev/null)" in
+  hang) echo $$ >> {hung}; exec sleep 3600 ;;
+  noise) printf "{garbage} {{\n"; {real} "$@"; status=$?; echo "}} noise"; exit $status ;;
+  answer-lost) {real} "$@" > /dev/null; echo $$ >> {hung}; exec sleep 3600 ;;
+  partial) {real} "$@" | head -n 1; exit 1 ;;
+  garbage) {real} "$@" | awk 'NR == 2 {{ printf "{garbage}\\n" }} {{ print }}'; exit 0 ;;
+esac
+exec {real} "$@"
+"""
 
 
 def counting_shim(directory: Path, real: Path, *, delay_s: float = 0.0) -> Path:
@@ -14,7 +42,9 @@ def counting_shim(directory: Path, real: Path, *, delay_s: float = 0.0) -> Path:
     calls.touch()
     shim = directory / real.name
     delay = f"sleep {delay_s:g}\n" if delay_s else ""
-    shim.write_text(f'#!/bin/sh\necho x >> {calls}\n{delay}exec {real} "$@"\n')
+    shim.write_text(_SHIM.format(calls=calls, fault=directory / "fault", delay=delay,
+                                 hung=directory / "hung", real=real,
+                                 garbage=GARBAGE_LINE))  # fmt: skip
     shim.chmod(0o755)
     return calls
 
@@ -48,3 +78,16 @@ def killing_shim(directory: Path, real: Path, *, kill: str, after_answer: bool) 
     shim.write_text(f"#!/bin/sh\n{body}")
     shim.chmod(0o755)
     return armed
+
+
+def arm(calls: Path, fault: Fault | None) -> None:
+    """Make the shim of this count file misbehave from its next call (None: behave)."""
+    path = calls.parent / "fault"
+    path.with_suffix(".tmp").write_text(fault.value if fault else "")
+    path.with_suffix(".tmp").rename(path)
+
+
+def hung_pids(calls: Path) -> list[int]:
+    """The process ids of the shim's calls that hung."""
+    hung = calls.parent / "hung"
+    return [int(pid) for pid in hung.read_text().split()] if hung.exists() else []

@@ -5,8 +5,8 @@ anything it started. Output that says the scheduler is busy or unreachable
 ("Socket timed out", "Unable to contact slurm controller", "LSF is processing
 your request") is retried with exponential backoff, a bounded number of times;
 running out of attempts raises SchedulerUnavailableError (transient), so a poll
-fails and the jobs stay as they were. Any other failure is a BackendError that
-names the command and quotes what it printed.
+fails and the jobs stay as they were; so does a command missing from PATH. Any other
+failure is a BackendError that names the command and quotes what it printed.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ def run_once(
             start_new_session=True,
         )
     except FileNotFoundError as e:
-        raise BackendError(f"{argv[0]} is not installed or not on PATH") from e
+        if cwd is not None and e.filename == cwd:
+            raise BackendError(f"cannot run {argv[0]}: no directory {cwd}") from e
+        # Transient: a command gone mid-run (an upgrade, a file system mount lost) comes back.
+        raise SchedulerUnavailableError(f"{argv[0]} is not installed or not on PATH") from e
     except OSError as e:
         raise BackendError(f"cannot run {argv[0]}: {e}") from e
     try:

@@ -6,12 +6,16 @@ module runs the commands, with timeouts and bounded retries for LSF's transient
 for all active jobs. Jobs bjobs no longer lists (after CLEAN_PERIOD) are judged
 from the exit records their wrappers wrote, then from one ``bhist`` call; a job
 found nowhere is UNKNOWN, never assumed to have succeeded, and the gateway
-declares it lost after the profile's grace period.
+declares it lost after the profile's grace period. Lines of noise around bjobs's JSON
+are logged and skipped; a job such an answer leaves unexplained is not judged in that
+round.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 
 from jobgate.client.models import JobSpec, JobStatus, Observation
@@ -36,6 +40,8 @@ from jobgate.workers.backends.lsf.status import (
     row_state,
 )
 from jobgate.workers.backends.programs import job_name
+
+log = logging.getLogger(__name__)
 
 #: What LSF commands print while mbatchd is busy, restarting or unreachable.
 TRANSIENT = (
@@ -90,8 +96,11 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
 
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
         listed: dict[str, list[LsfRow]] = {}
+        garbled = False
         for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            for row in self._bjobs(query_argv(chunk)).rows:
+            answer = self._bjobs(query_argv(chunk))
+            garbled = garbled or bool(answer.around)
+            for row in answer.rows:
                 listed.setdefault(row.job_id, []).append(row)
         result = {}
         unexplained: dict[str, str] = {}
@@ -108,6 +117,8 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
                 if seen.status is JobStatus.UNKNOWN or any(
                     e.status is JobStatus.UNKNOWN for e in seen.elements
                 ):
+                    if garbled:
+                        continue  # its record may be lost in the noise: next round
                     unexplained[job_id] = backend_id
                 result[job_id] = seen
         if unexplained and self.settings.bhist:
@@ -118,8 +129,17 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
         return result
 
     def _bjobs(self, argv: list[str]) -> BjobsAnswer:
+        """bjobs's answer; `around` keeps only noise (not LSF's busy messages)."""
         result = commands.run(argv, self.policy)
-        return parse_bjobs(result.stdout, result.stderr, result.returncode)
+        answer = parse_bjobs(result.stdout, result.stderr, result.returncode)
+        noise = [line for line in answer.around if not any(m in line for m in TRANSIENT)]
+        if noise:
+            log.warning(
+                "cluster %s: bjobs printed a line jobgate cannot read (%d in all), skipped; "
+                "jobs its answer leaves unexplained keep their state this round: %r",
+                self.profile.name, len(noise), noise[0][: commands.QUOTE_CHARS],
+            )  # fmt: skip
+        return replace(answer, around=noise)
 
     def _history(self, backend_ids: list[str]) -> dict[str, list[LsfRow]]:
         """What bhist says of finished jobs, by backend id."""

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import ElementState, JobStatus, Observation
@@ -27,6 +28,8 @@ BJOBS_FIELDS = (
     "jobid jobindex job_name stat exit_code exit_reason pend_reason start_time finish_time"
 )
 _NOT_FOUND = re.compile(r"Job <(\d+)(?:\[\d+\])?> is not found")
+#: Where a JSON document can start: a brace at the start of a line (noise may hold one).
+_DOCUMENT_START = re.compile(r"^\{", re.MULTILINE)
 _NOTHING = ("No job found", "No unfinished job found", "No matching job found")
 _MONTH_TIME = re.compile(r"^([A-Z][a-z]{2})\s+(\d{1,2})\s+(\d{1,2}):(\d{2})(?::(\d{2}))?")
 _BHIST_HEADER = re.compile(r"^Job <(\d+)(?:\[(\d+)\])?>")
@@ -71,6 +74,8 @@ class LsfRow:
 class BjobsAnswer:
     rows: list[LsfRow]
     not_found: set[str]
+    #: Lines printed around the JSON document (LSF's busy messages, or noise).
+    around: list[str] = field(default_factory=list)
 
 
 def query_argv(backend_ids: list[str]) -> list[str]:
@@ -134,19 +139,17 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
     anything else on stderr with no JSON on stdout is, and names what bjobs said.
     """
     not_found = set(_NOT_FOUND.findall(stderr))
-    start = stdout.find("{")
-    if start < 0:
+    if "{" not in stdout:
         lines = [line for line in stderr.splitlines() if line.strip()]
         understood = [line for line in lines if _NOT_FOUND.search(line) or _nothing(line)]
         if len(understood) < len(lines) or (returncode != 0 and not lines):
             said = (stderr.strip() or stdout.strip() or "no output")[-500:]
             raise BackendError(f"bjobs failed (exit {returncode}): {said}")
-        return BjobsAnswer([], not_found)
-    try:
-        document = json.loads(stdout[start:])
-        records = document["RECORDS"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise BackendError(f"bjobs -json printed what jobgate cannot read: {e}") from e
+        return BjobsAnswer([], not_found, [line for line in stdout.splitlines() if line.strip()])
+    document, around = _document(stdout)
+    records = document["RECORDS"]
+    if not isinstance(records, list):
+        raise BackendError(f"bjobs -json printed RECORDS that are not a list: {records!r}")
     rows = []
     for record in records:
         if not isinstance(record, dict):
@@ -171,7 +174,24 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
                 finish=lsf_time(_field(record, "FINISH_TIME")),
             )
         )
-    return BjobsAnswer(rows, not_found)
+    return BjobsAnswer(rows, not_found, around)
+
+
+def _document(stdout: str) -> tuple[dict[str, Any], list[str]]:
+    """The JSON document bjobs printed, and the non-blank lines around it."""
+    decoder = json.JSONDecoder()
+    failure: Exception | None = None
+    for start in _DOCUMENT_START.finditer(stdout):
+        try:
+            document, end = decoder.raw_decode(stdout, start.start())
+        except ValueError as e:
+            failure = failure or e
+            continue
+        if isinstance(document, dict) and "RECORDS" in document:
+            around = f"{stdout[: start.start()]}\n{stdout[end:]}".splitlines()
+            return document, [line for line in around if line.strip()]
+        failure = failure or KeyError("RECORDS")
+    raise BackendError(f"bjobs -json printed what jobgate cannot read: {failure or stdout!r}")
 
 
 def _unwrap(text: str) -> list[str]:

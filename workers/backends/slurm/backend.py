@@ -5,18 +5,21 @@ module runs the commands, with timeouts and bounded retries. Status is batched:
 one squeue per chunk of ids (chunks at bounded concurrency) for all active jobs,
 then one sacct for the jobs that left the queue, then the exit records the job
 wrappers wrote. A job found nowhere is UNKNOWN, never assumed to have succeeded;
-the gateway declares it lost after the profile's grace period.
+the gateway declares it lost after the profile's grace period. An answer with lines
+that are not rows is used for the rows it has; a job it leaves unexplained is not
+judged in that round (its row may be the garbled line).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
 
 from jobgate.client.ids import created_at
-from jobgate.client.models import JobSpec, Observation
+from jobgate.client.models import JobSpec, JobStatus, Observation
 from jobgate.client.profile_schema import SlurmProfile
 from jobgate.workers.backends import commands
 from jobgate.workers.backends.base import JobSubmission, chunks
@@ -26,6 +29,7 @@ from jobgate.workers.backends.programs import job_name
 from jobgate.workers.backends.slurm import script
 from jobgate.workers.backends.slurm.script import SlurmFiles
 from jobgate.workers.backends.slurm.status import (
+    SlurmAnswer,
     SlurmRow,
     discover_argv,
     history_argv,
@@ -34,6 +38,8 @@ from jobgate.workers.backends.slurm.status import (
     parse_squeue,
     query_argv,
 )
+
+log = logging.getLogger(__name__)
 
 #: What Slurm commands print when the controller is busy or unreachable.
 TRANSIENT = (
@@ -79,7 +85,7 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
         found, prepared = self.saved_or_prepared(job_ids)
         names = {job_name(self.profile, j): j for j in prepared}
         for chunk in chunks(sorted(names), self.settings.query_chunk):
-            for row in self._rows(discover_argv(chunk), parse_squeue):
+            for row in self._rows(discover_argv(chunk), parse_squeue).rows:
                 if row.name in names:
                     found[names[row.name]] = row.array_job_id
         return found
@@ -89,44 +95,57 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
         ids = sorted(set(jobs.values()))
         with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
-            batches = pool.map(
+            answers = list(pool.map(
                 lambda chunk: self._rows(query_argv(chunk), parse_squeue),
                 chunks(ids, self.settings.query_chunk),
-            )
-            queued: dict[str, list[SlurmRow]] = {}
-            for rows in batches:
-                for row in rows:
-                    queued.setdefault(row.array_job_id, []).append(row)
+            ))  # fmt: skip
+        queued: dict[str, list[SlurmRow]] = {}
+        for row in (row for answer in answers for row in answer.rows):
+            queued.setdefault(row.array_job_id, []).append(row)
         gone = {j: b for j, b in jobs.items() if b not in queued}
-        history = self._history(gone) if gone else {}
+        history = self._history(gone) if gone else []
+        found: dict[str, list[SlurmRow]] = {}
+        for row in (row for answer in history for row in answer.rows):
+            found.setdefault(row.array_job_id, []).append(row)
+        garbled = any(answer.unreadable for answer in [*answers, *history])
         result = {}
         for job_id, backend_id in jobs.items():
             if backend_id in queued:
                 observe = partial(self._observe_queued, job_id, queued[backend_id])
             else:
-                observe = partial(self._observe_gone, job_id, history.get(backend_id, []))
-            result[job_id] = failed_if_unreadable(observe)
+                observe = partial(self._observe_gone, job_id, found.get(backend_id, []))
+            seen = failed_if_unreadable(observe)
+            if garbled and _unexplained(seen):
+                continue  # its row may be the line that could not be read: next round
+            result[job_id] = seen
         return result
 
-    def _rows(self, argv: list[str], parse: Callable[[str], list[SlurmRow]]) -> list[SlurmRow]:
+    def _rows(self, argv: list[str], parse: Callable[[str], SlurmAnswer]) -> SlurmAnswer:
         result = commands.run(argv, self.policy)
         if result.returncode != 0:
             if "Invalid job id specified" in result.stderr:
-                return []  # squeue -j with one id that Slurm has purged already
+                return SlurmAnswer([], [])  # squeue -j with one id Slurm has purged already
             raise result.error("failed")
-        return parse(result.stdout)
+        answer = parse(result.stdout)
+        if answer.unreadable:
+            log.warning(
+                "cluster %s: %s printed a line jobgate cannot read (%d in all), skipped; "
+                "jobs its answer leaves unexplained keep their state this round: %r",
+                self.profile.name, argv[0], len(answer.unreadable),
+                answer.unreadable[0][:commands.QUOTE_CHARS],
+            )  # fmt: skip
+        return answer
 
-    def _history(self, jobs: Mapping[str, str]) -> dict[str, list[SlurmRow]]:
-        """sacct rows of jobs that left squeue, by backend id (none without accounting)."""
+    def _history(self, jobs: Mapping[str, str]) -> list[SlurmAnswer]:
+        """sacct's answers about jobs that left squeue (none without accounting)."""
         if self.settings.accounting == "none":
-            return {}
+            return []
         since = min(created_at(j) for j in jobs) - timedelta(days=1)
-        found: dict[str, list[SlurmRow]] = {}
         accounting = self.settings.accounting
-        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            for row in self._rows(history_argv(chunk, accounting, since), parse_sacct):
-                found.setdefault(row.array_job_id, []).append(row)
-        return found
+        return [
+            self._rows(history_argv(chunk, accounting, since), parse_sacct)
+            for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk)
+        ]
 
     def _observe_queued(self, job_id: str, rows: list[SlurmRow]) -> Observation:
         queued = observe(rows, requeue_preempted=self.settings.requeue_preempted)
@@ -137,3 +156,10 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
         if history and read_indices(self.files(job_id).directory, job_id) is None:
             return observe(history[:1], requeue_preempted=self.settings.requeue_preempted)
         return self.observe_from_files(job_id)
+
+
+def _unexplained(seen: Observation) -> bool:
+    """Whether the scheduler's answer left the job, or an element of it, unknown."""
+    return seen.status is JobStatus.UNKNOWN or any(
+        e.status is JobStatus.UNKNOWN for e in seen.elements
+    )

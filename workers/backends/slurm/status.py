@@ -5,6 +5,10 @@ squeue uses a fixed ``-O`` format with ``-r`` (one row per array element), not
 every job of the cluster (checked on the local Slurm; see tests/data/slurm).
 squeue's ``exit_code`` is the raw wait status (768 is exit 3; 15 is SIGTERM);
 sacct prints ``exit:signal``.
+
+A line that is not a row (noise from a wrapper, a library warning, a truncated write) is
+skipped and handed back as unreadable, so one bad line does not hold up every job of the
+answer; the backend leaves the jobs such an answer may have described as they were.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from jobgate.client.errors import BackendError
 from jobgate.client.models import ElementState, JobStatus, Observation
 from jobgate.workers.backends.base import DEPENDENCY_FAILED, observe_tasks
 
@@ -65,6 +68,14 @@ class SlurmRow:
     signal: int | None
 
 
+@dataclass(frozen=True)
+class SlurmAnswer:
+    """The rows of one squeue or sacct answer, and the lines that were not rows."""
+
+    rows: list[SlurmRow]
+    unreadable: list[str]
+
+
 def _time(text: str) -> datetime | None:
     """Slurm's local timestamps ("2026-11-21T18:31:46"); N/A, NONE, Unknown: none."""
     if not text or text in ("N/A", "NONE", "Unknown", "None"):
@@ -90,15 +101,16 @@ def discover_argv(names: list[str]) -> list[str]:
     return ["squeue", "-h", "-t", "all", "-r", "--name", ",".join(names), "-O", SQUEUE_FORMAT]
 
 
-def parse_squeue(text: str) -> list[SlurmRow]:
-    """Rows of ``squeue -h -r -O SQUEUE_FORMAT``; a malformed line is an error naming it."""
-    rows = []
+def parse_squeue(text: str) -> SlurmAnswer:
+    """Rows of ``squeue -h -r -O SQUEUE_FORMAT``, and the lines that are not rows."""
+    rows, unreadable = [], []
     for line in text.splitlines():
         if not line.strip():
             continue
         fields = line.split("|")
-        if len(fields) < 10:
-            raise BackendError(f"squeue printed a line jobgate cannot read: {line!r}")
+        if len(fields) < 10 or not fields[0].strip().isdigit():
+            unreadable.append(line)
+            continue
         # The name is the only field that could hold a '|': take it from the middle.
         job_id, array_job_id, task = fields[:3]
         state, reason, start, end, status = fields[-6:-1]
@@ -117,7 +129,7 @@ def parse_squeue(text: str) -> list[SlurmRow]:
                 signal=None if raw is None else raw & 0x7F,
             )
         )
-    return rows
+    return SlurmAnswer(rows, unreadable)
 
 
 def history_argv(backend_ids: list[str], accounting: str, since: datetime) -> list[str]:
@@ -128,16 +140,18 @@ def history_argv(backend_ids: list[str], accounting: str, since: datetime) -> li
     return ["sacct", "-X", *common, "-S", since.strftime("%Y-%m-%dT%H:%M:%S")]
 
 
-def parse_sacct(text: str) -> list[SlurmRow]:
-    """Rows of ``sacct -P -n -o SACCT_FIELDS``. Job ids "123_4" are array elements; the job
-    completion file has no array ids, so there every element is a job of its own."""
-    rows = []
+def parse_sacct(text: str) -> SlurmAnswer:
+    """Rows of ``sacct -P -n -o SACCT_FIELDS``, and the lines that are not rows. Job ids
+    "123_4" are array elements; the job completion file has no array ids, so there every
+    element is a job of its own."""
+    rows, unreadable = [], []
     for line in text.splitlines():
         if not line.strip():
             continue
         fields = line.split("|")
-        if len(fields) != 7:
-            raise BackendError(f"sacct printed a line jobgate cannot read: {line!r}")
+        if len(fields) != 7 or not fields[1].strip().isdigit():
+            unreadable.append(line)
+            continue
         job_id, raw_id, name, state, exit_status, start, end = fields
         array_id, _, task = job_id.partition("_")
         code, _, signal = exit_status.partition(":")
@@ -154,7 +168,7 @@ def parse_sacct(text: str) -> list[SlurmRow]:
                 signal=int(signal) if signal.isdigit() else None,
             )
         )
-    return rows
+    return SlurmAnswer(rows, unreadable)
 
 
 def row_state(row: SlurmRow, *, requeue_preempted: bool = False) -> ElementState:
