@@ -27,8 +27,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Three test processes: most tests wait on services and jobs, not on the CPU. A test
+# module stays in one process (its module fixtures, its order); each process has its
+# own Redis and its own Slurm.
 pytest: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3 --dist loadfile
 
 test: lint typecheck pytest
 
