@@ -56,7 +56,20 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
             "socket_connect_timeout": 5,
             "socket_timeout": 30,
         },
-        "result_backend_transport_options": {**through_sentinels, "global_keyprefix": prefix},
+        "result_backend_transport_options": {
+            **through_sentinels,
+            "global_keyprefix": prefix,
+            # Reconnecting to the result store outlasts a client's outage tolerance
+            # (outages.DEFAULT_OUTAGE_S, 300 s): Celery's default gives up after 20 s
+            # ("Retry limit exceeded ... must be restarted"), which ended a `logs -f`
+            # waiting through a 30 s outage.
+            "retry_policy": {
+                "max_retries": 64,
+                "interval_start": 0,
+                "interval_step": 1,
+                "interval_max": 5,
+            },
+        },
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
