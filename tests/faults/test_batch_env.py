@@ -13,11 +13,7 @@ from jobgate.client import JobSpec, JobStatus
 from tests.support.harness import BackendHarness
 from tests.support.records import statuses
 
-
-@pytest.fixture(params=["slurm", "lsf"])
-def backend(request: pytest.FixtureRequest) -> BackendHarness:
-    harness: BackendHarness = request.getfixturevalue(f"{request.param}_backend")
-    return harness
+pytestmark = pytest.mark.parametrize("backend", ["slurm", "lsf"], indirect=True)
 
 
 @pytest.mark.timeout(150)

@@ -13,18 +13,15 @@ import pytest
 
 from jobgate.client import JobNotFoundError, JobSpec, JobStatus
 from scripts import devstack
+from tests.support.crowd import GatedCrowd
 from tests.support.harness import BackendHarness
-from tests.support.records import statuses
 from tests.support.waiting import gated, wait_for
 from tests.support.worker_logs import log_times, reconnect_s
 
 JOBS = 100
 
 
-@pytest.fixture(params=["local", "slurm"])
-def backend(request: pytest.FixtureRequest) -> BackendHarness:
-    harness: BackendHarness = request.getfixturevalue(f"{request.param}_backend")
-    return harness
+pytestmark = pytest.mark.parametrize("backend", ["local", "slurm"], indirect=True)
 
 
 @pytest.mark.timeout(300)
@@ -38,28 +35,14 @@ def test_a_redis_restart_under_a_hundred_running_jobs_loses_and_repeats_nothing(
     backend: BackendHarness, own_redis: devstack.RedisServer, crash: bool, tmp_path: Path
 ) -> None:
     worker = backend.start(concurrency=4, **backend.crowd_settings)
-    gateway, gate, runs = backend.gateway, tmp_path / "go", tmp_path / "runs"
-    jobs = [
-        backend.submit_named(f"j{i}", gated(f'echo "$JOBGATE_JOB_ID" >> {runs}; echo {i}', gate,
-                                            check_s=1))
-        for i in range(JOBS)
-    ]  # fmt: skip
-    ids = [job.id for job in jobs]
-    wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many(ids)),
-             timeout_s=120, what="all jobs on the scheduler")  # fmt: skip
+    gateway, crowd = backend.gateway, GatedCrowd(backend, tmp_path, JOBS)
+    crowd.wait_on_scheduler()
     queries_before = gateway.scheduler_queries(backend.cluster)
 
     own_redis.restart(crash=crash)
-    gate.touch()
+    crowd.release()
 
-    for i, job in enumerate(jobs):
-        record = job.wait(timeout_s=240)
-        assert record.status is JobStatus.SUCCEEDED, record
-        assert statuses(record).count(JobStatus.SUCCEEDED) == 1
-        assert JobStatus.FAILED not in statuses(record)
-        if i % 25 == 0:
-            assert "".join(job.logs()) == f"{i}\n"
-    assert sorted(runs.read_text().split()) == sorted(ids)  # each job ran exactly once
+    crowd.assert_each_ran_once()
     assert worker.running()  # the same worker, never restarted
     assert gateway.scheduler_queries(backend.cluster) > queries_before  # the chain resumed
     print(f"FIGURE redis-restart {backend.name} crash={crash}: {JOBS} jobs, 0 lost, "

@@ -31,6 +31,7 @@ from jobgate.client import (
 )
 from scripts import devstack
 from tests.support.cli import JOBGATE, jobgate
+from tests.support.crowd import GatedCrowd
 from tests.support.local import LocalHarness
 from tests.support.records import statuses
 from tests.support.waiting import TIMEOUT_S, gated, wait_for
@@ -169,15 +170,8 @@ def test_a_failover_under_a_hundred_running_jobs_loses_and_repeats_nothing(
 ) -> None:
     backend = local_backend
     worker = backend.start(concurrency=4, **backend.crowd_settings)
-    gateway, gate, runs = backend.gateway, tmp_path / "go", tmp_path / "runs"
-    jobs = [
-        backend.submit_named(f"j{i}", gated(f'echo "$JOBGATE_JOB_ID" >> {runs}; echo {i}', gate,
-                                            check_s=1))
-        for i in range(JOBS)
-    ]  # fmt: skip
-    ids = [job.id for job in jobs]
-    wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many(ids)),
-             timeout_s=120, what="all jobs on the scheduler")  # fmt: skip
+    gateway, crowd = backend.gateway, GatedCrowd(backend, tmp_path, JOBS)
+    crowd.wait_on_scheduler()
     queries_before = gateway.scheduler_queries(backend.cluster)
 
     old = sentinel_set.primary()
@@ -186,20 +180,14 @@ def test_a_failover_under_a_hundred_running_jobs_loses_and_repeats_nothing(
         killed = time.monotonic()
         old.kill()
         probe.thread.join(timeout=30)
-    wait_for(lambda: _answers(gateway, ids[0]), timeout_s=60, what="the client to reconnect")
+    wait_for(lambda: _answers(gateway, crowd.ids[0]), timeout_s=60,
+             what="the client to reconnect")  # fmt: skip
     client_back_s = time.monotonic() - killed
     new = sentinel_set.wait_failover(old)
     promoted_s = time.monotonic() - killed  # at most: the client came first
-    gate.touch()
+    crowd.release()
 
-    for i, job in enumerate(jobs):
-        record = job.wait(timeout_s=240)
-        assert record.status is JobStatus.SUCCEEDED, record
-        assert statuses(record).count(JobStatus.SUCCEEDED) == 1
-        assert JobStatus.FAILED not in statuses(record)
-        if i % 25 == 0:
-            assert "".join(job.logs()) == f"{i}\n"
-    assert sorted(runs.read_text().split()) == sorted(ids)  # each job ran exactly once
+    crowd.assert_each_ran_once()
     assert worker.running()  # the same worker, never restarted
     assert gateway.scheduler_queries(backend.cluster) > queries_before  # the chain resumed
     assert new is not old
