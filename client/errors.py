@@ -67,6 +67,18 @@ class SchedulerUnavailableError(BackendError):
         super().__init__(message, transient=True)
 
 
+class StorageError(BackendError):
+    """S3 refused or failed a transfer of job files (inputs, outputs, logs).
+
+    The message names the bucket, object or part, never a presigned URL or a credential.
+    """
+
+
+class OutputsIncompleteError(JobgateError):
+    """A finished job's outputs are not all in S3 yet: an upload failed (the reason
+    says why) and the gateway retries it."""
+
+
 class PolicyBlockedError(JobgateError):
     """The cluster's policy blocks the job; `findings` says why."""
 

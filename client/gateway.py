@@ -9,6 +9,7 @@ logs, fresh status and cancel are tasks answered by a worker on the cluster.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import getpass
 import os
 import re
@@ -16,13 +17,14 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from pydantic import TypeAdapter, ValidationError
 
-from jobgate.client import errors, ids, routing
+from jobgate.client import bundle, errors, ids, routing, transfers
 from jobgate.client.celeryconf import make_celery
 from jobgate.client.clusters import ClusterInfo, live_clusters
 from jobgate.client.connection import (
@@ -40,10 +42,13 @@ from jobgate.client.errors import (
     ClusterNotServedWarning,
     JobgateError,
     JobTimeoutError,
+    OutputsIncompleteError,
     PolicyBlockedError,
     ProfileNotFoundError,
     SpecInvalidError,
+    StorageError,
 )
+from jobgate.client.files import OutputFile, matching
 from jobgate.client.keys import Keys, check_tenant
 from jobgate.client.models import (
     ClusterName,
@@ -60,11 +65,13 @@ from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
 from jobgate.client.store import JobStore
+from jobgate.client.transfers import TransferProgress
 from jobgate.client.validation import SpecSource, field_problems, validate_job_spec
 
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
 LOG_CHUNK_BYTES = routing.LOGS_MAX_BYTES
+STAGE_TIMEOUT_S = 60.0
 UNQUEUED_RETENTION_S = 7 * 24 * 3600
 Stream = Literal["stdout", "stderr"]
 
@@ -149,19 +156,37 @@ class Gateway:
             apply_defaults(spec, profile), profile, include_passes=include_passes
         )
 
-    def submit(self, spec: SpecSource, cluster: str, *, allow_policy_risk: bool = False) -> Job:
-        """Record the job and queue it for `cluster`; returns its handle at once.
+    def submit(
+        self,
+        spec: SpecSource,
+        cluster: str,
+        *,
+        allow_policy_risk: bool = False,
+        progress: TransferProgress | None = None,
+    ) -> Job:
+        """Record the job and queue it for `cluster`; returns its handle once it is queued.
 
         Runs the policy preflight against the cluster's live profile first: BLOCK
         findings raise PolicyBlockedError unless `allow_policy_risk` is set and the
         profile allows overrides (the worker checks again either way). A cluster no
         live worker serves gets a ClusterNotServedWarning: the job waits in its queue.
         Secret-looking env values are kept out of the job record.
+
+        A job with `inputs` has them packed and uploaded first, through URLs a worker
+        of the cluster presigns (`progress`: a bar on a terminal by default). An input
+        that cannot be packed raises SpecInvalidError before anything is recorded; an
+        upload that fails raises StorageError, and the job is FAILED, never queued.
         """
         spec = validate_job_spec(spec)
         cluster = _cluster_name(cluster)
         findings: list[PolicyFinding] = []
+        members = bundle.collect(spec.inputs) if spec.inputs else []
         info = self.clusters().get(cluster)
+        if info is None and spec.inputs:
+            raise JobTimeoutError(
+                f"no live worker serves cluster {cluster!r} to take this job's inputs; "
+                f"start one with: jobgate worker --profile {cluster}"
+            )
         if info is None:
             warnings.warn(
                 f"no live worker serves cluster {cluster!r}: the job waits in queue "
@@ -196,6 +221,8 @@ class Gateway:
             allow_policy_risk=allow_policy_risk,
         )
         self.store.create(record, secrets)
+        if spec.inputs:
+            self._stage_inputs(record, members, transfers.default_progress(progress))
         try:
             with broker_errors(self.url):
                 self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
@@ -204,6 +231,64 @@ class Gateway:
                 mask_url(self.url), f"{e.cause}; job {job_id} {self._abandon(job_id)}"
             ) from e
         return Job(self, job_id, cluster, record.result_id)
+
+    def _stage_inputs(
+        self, record: JobRecord, members: builtins.list[bundle.Member], progress: TransferProgress
+    ) -> None:
+        """Pack the inputs into their bundle and upload it in parts; on failure the job
+        is marked FAILED (it is never queued) and StorageError says why."""
+        job_id, cluster = record.id, record.cluster
+        label = f"inputs of job {job_id}"
+        try:
+            begin = self.call(
+                routing.STAGE,
+                [job_id, routing.STAGE_BEGIN, bundle.size_bound(members)],
+                cluster,
+                timeout_s=STAGE_TIMEOUT_S,
+            )
+            urls = {int(number): url for number, url in begin["parts"].items()}
+            uploader = transfers.PartUploader(urls, int(begin["part_size"]), label)
+            total = sum(m.size for m in members)
+            try:
+                with transfers.shown(progress, f"uploading {label}", total):
+                    bundle.write(
+                        members,
+                        uploader,
+                        job_id=job_id,
+                        cluster=cluster,
+                        run_id=record.spec.run_id or job_id,
+                        progress=progress.advance,
+                    )
+                    uploader.close()
+            except BaseException:
+                uploader.abandon()
+                raise
+            self.call(
+                routing.STAGE,
+                [job_id, routing.STAGE_COMPLETE, uploader.parts],
+                cluster,
+                timeout_s=STAGE_TIMEOUT_S,
+            )
+        except (JobgateError, KeyboardInterrupt) as e:
+            self._abort_stage(job_id, cluster)
+            failed = Observation(JobStatus.FAILED, reason=f"not queued: inputs: {e}")
+            with contextlib.suppress(BrokerUnavailableError):
+                self.store.transition(
+                    StatusUpdate(job_id, failed),
+                    observed_at=self.store.now(),
+                    retention_s=UNQUEUED_RETENTION_S,
+                )
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise StorageError(
+                f"job {job_id} was not queued: its inputs could not be uploaded: {e}"
+            ) from e
+
+    def _abort_stage(self, job_id: str, cluster: str) -> None:
+        """Ask a worker to drop what was uploaded of a bundle; an abandoned upload is
+        also removed by the bucket's lifecycle rules, if any."""
+        with contextlib.suppress(JobgateError):
+            self.call(routing.STAGE, [job_id, routing.STAGE_ABORT, 0], cluster, timeout_s=10.0)
 
     def _abandon(self, job_id: str) -> str:
         """Mark a recorded job whose submit could not be queued as FAILED, if Redis lets us.
@@ -325,14 +410,17 @@ class Job:
         redis = OutageRider(outage_s, deadline, f"waiting for job {self.id}")
         after = redis.call(store.last_event_id, self.id)
         record = redis.call(store.get, self.id)
-        while not record.status.is_finished:
+        while not record.settled:
             block_s = 5.0
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise JobTimeoutError(
-                        f"job {self.id} still {record.status.value} after {timeout_s:g} s"
+                    state = (
+                        record.status.value
+                        if not record.status.is_finished
+                        else (f"{record.status.value}, its outputs not yet kept")
                     )
+                    raise JobTimeoutError(f"job {self.id} still {state} after {timeout_s:g} s")
                 block_s = min(block_s, remaining)
             block_ms = max(1, int(block_s * 1000))
             events = redis.call(store.read_events, self.id, after, block_ms)
@@ -379,6 +467,61 @@ class Job:
             if events:
                 after = events[-1][0]
 
+    def outputs(self) -> builtins.list[OutputFile]:
+        """The files the finished job left in S3 (path, size, sha256, key); nothing is
+        downloaded. Empty until the job finished and its outputs were kept."""
+        report = self.gateway.store.get(self.id).outputs
+        return list(report.files) if report else []
+
+    def retrieve(
+        self,
+        dest: str | Path,
+        *,
+        pattern: str | None = None,
+        overwrite: bool = False,
+        logs: bool = True,
+        partial: bool = False,
+        progress: TransferProgress | None = None,
+        timeout_s: float = 60.0,
+    ) -> builtins.list[Path]:
+        """Download the job's outputs (those matching `pattern`, a glob) and, with `logs`,
+        its stdout/stderr files into `dest`; returns the local paths.
+
+        Every file is checked against its sha256. Nothing is written outside `dest`, and
+        an existing file is replaced only with `overwrite` (checked before anything is
+        downloaded). Outputs whose upload failed raise OutputsIncompleteError unless
+        `partial`.
+        """
+        record = self.gateway.store.get(self.id)
+        report = record.outputs
+        if report is None:
+            raise OutputsIncompleteError(
+                f"job {self.id} is {record.status.value} and has no outputs kept"
+                + ("" if record.status.is_finished else " yet: wait() for it first")
+            )
+        if not report.complete and not partial:
+            raise OutputsIncompleteError(
+                f"the outputs of job {self.id} are incomplete ({report.reason}); the gateway "
+                "retries the upload; retrieve later, or pass partial=True"
+            )
+        answer = self.gateway.call(routing.RETRIEVE, [self.id], self.cluster, timeout_s=timeout_s)
+        urls: dict[str, str] = answer["urls"]
+        wanted = [f for f in report.files if pattern is None or matching([f.path], [pattern])]
+        if logs:
+            wanted += report.logs
+        root = Path(dest).expanduser().resolve()
+        items = []
+        for f in wanted:
+            target = _inside(root, f.path)
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+            items.append((urls[f.key], target, f.size, f.sha256))
+        for _, target, _, _ in items:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        shown = transfers.default_progress(progress)
+        with transfers.shown(shown, f"retrieving job {self.id}", sum(i[2] for i in items)):
+            return list(transfers.download_all(items, shown))
+
     def cancel(self, *, timeout_s: float = 60.0) -> JobRecord:
         """Cancel the job (its whole process group or scheduler job) and return its record.
 
@@ -389,6 +532,18 @@ class Job:
             routing.CANCEL, [self.id], self.cluster, timeout_s=timeout_s, expires=False
         )
         return JobRecord.model_validate(answer["record"])
+
+
+def _inside(root: Path, path: str) -> Path:
+    """`root / path`, refused when it (through a symlink, say) lands outside `root`."""
+    target = root / path
+    existing = target.parent
+    while not existing.exists():
+        existing = existing.parent
+    real = existing.resolve()
+    if not (real.is_relative_to(root) or root.is_relative_to(real)):
+        raise SpecInvalidError(f"retrieve: {path} would be written outside {root}")
+    return target
 
 
 def _cluster_name(cluster: str) -> str:

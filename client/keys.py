@@ -114,6 +114,15 @@ class Keys:
         """Sorted set of finished jobs whose final result is not yet stored."""
         return f"{self.prefix}finalize"
 
+    def outputs_retry(self, cluster: str) -> str:
+        """Sorted set of a cluster's finished jobs whose outputs upload failed, scored by
+        when to try again."""
+        return f"{self.prefix}outputs-retry:{cluster}"
+
+    def work_dir_removal(self, cluster: str) -> str:
+        """Sorted set of a cluster's jobs whose work directory goes, scored by when."""
+        return f"{self.prefix}work-dir-removal:{cluster}"
+
     @property
     def expiry(self) -> str:
         """Sorted set of finished jobs scored by when their record may be purged."""

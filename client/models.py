@@ -15,8 +15,6 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     field_validator,
@@ -24,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
+from jobgate.client.files import InputFile, OutputGlob, OutputsReport
 from jobgate.client.ids import JOB_ID_PATTERN
+from jobgate.client.strict_model import StrictModel
 
 MAX_ARRAY_ELEMENTS = 100_000
 
@@ -59,20 +59,8 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _check_file_name(name: str) -> str:
-    if ".." in name:
-        raise ValueError(f"file name {name!r} contains '..'")
-    return name
-
-
 #: A jobgate job id (see jobgate.client.ids).
 JobId = Annotated[str, StringConstraints(pattern=JOB_ID_PATTERN.pattern)]
-#: A plain file name: no directory part, no '..', no NUL or newline.
-FileName = Annotated[
-    str,
-    StringConstraints(pattern=r"^[A-Za-z0-9._+-]{1,255}$"),
-    AfterValidator(_check_file_name),
-]
 
 
 class JobStatus(StrEnum):
@@ -115,13 +103,6 @@ class JobStatus(StrEnum):
 PENDING_STATES = frozenset({JobStatus.NEW, JobStatus.PENDING})
 FINISHED_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATES = frozenset(JobStatus) - FINISHED_STATES
-
-
-class StrictModel(BaseModel):
-    """The base of every model of the contract and of profiles: unknown fields are errors,
-    and input values stay out of error messages (they may be secrets)."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 _ARRAY_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
@@ -326,8 +307,17 @@ class JobSpec(StrictModel):
     labels: dict[SchedulerName, Annotated[str, StringConstraints(max_length=63)]] = Field(
         default_factory=dict
     )
-    inputs: list[FileName] = Field(default_factory=list)
-    outputs: list[FileName] = Field(default_factory=list)
+    inputs: list[InputFile] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Local files or directories (paths, or {src, dest}) staged into the "
+        "job's work directory through the cluster's S3 storage.",
+    )
+    outputs: list[OutputGlob] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Globs relative to the work directory of the files to keep in S3.",
+    )
     depends_on: list[JobId] = Field(
         default_factory=list,
         description="jobgate ids of jobs on the same cluster that must succeed first.",
@@ -362,6 +352,23 @@ class JobSpec(StrictModel):
             raise ValueError("working_dir must not contain '..'")
         return path
 
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _paths_are_sources(cls, inputs: Any) -> Any:
+        if isinstance(inputs, list):
+            return [{"src": i} if isinstance(i, str) else i for i in inputs]
+        return inputs
+
+    @field_validator("inputs")
+    @classmethod
+    def _distinct_destinations(cls, inputs: list[InputFile]) -> list[InputFile]:
+        seen: set[str] = set()
+        for item in inputs:
+            if item.destination in seen:
+                raise ValueError(f"two inputs land at {item.destination!r}; give one a dest")
+            seen.add(item.destination)
+        return inputs
+
     @field_validator("tags")
     @classmethod
     def _unique_tags(cls, tags: list[str]) -> list[str]:
@@ -371,6 +378,11 @@ class JobSpec(StrictModel):
     def _one_program(self) -> Self:
         if (self.command is None) == (self.script is None):
             raise ValueError("give exactly one of 'command' and 'script'")
+        if self.working_dir and (self.inputs or self.outputs):
+            raise ValueError(
+                "inputs and outputs are staged in the job's own work directory; "
+                "drop working_dir (the job starts there)"
+            )
         return self
 
 
@@ -439,6 +451,18 @@ class JobRecord(StrictModel):
     policy_override: bool = Field(
         default=False, description="True when BLOCK findings were bypassed (allow_policy_risk)."
     )
+    outputs: OutputsReport | None = Field(
+        default=None, description="Outputs and logs kept in S3 (jobs with inputs or outputs)."
+    )
+
+    @property
+    def settled(self) -> bool:
+        """Finished, and its outputs kept, if it has any to keep: a job that reached the
+        cluster with inputs or outputs is settled once the worker recorded its outputs."""
+        if not self.status.is_finished:
+            return False
+        stages = bool(self.spec.inputs or self.spec.outputs)
+        return not stages or not self.backend_id or self.outputs is not None
 
 
 class JobQuery(StrictModel):

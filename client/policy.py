@@ -241,11 +241,21 @@ def _kubernetes_limits(spec: JobSpec, profile: ClusterProfile) -> Iterator[Polic
 
 
 def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
-    if spec.inputs or spec.outputs:
+    if not (spec.inputs or spec.outputs):
+        return
+    if profile.storage is None:
+        yield _finding(
+            "storage-missing",
+            PolicyLevel.BLOCK,
+            f"cluster {profile.name} has no storage for inputs and outputs: its profile needs "
+            "a storage block (prefix: s3://bucket/path)",
+        )
+    elif isinstance(profile, KubernetesProfile):
         yield _finding(
             "staging-unavailable",
             PolicyLevel.BLOCK,
-            "this version of jobgate does not stage inputs or outputs yet",
+            "this version of jobgate stages inputs and outputs on local, Slurm and LSF "
+            "clusters, not yet on Kubernetes",
         )
 
 

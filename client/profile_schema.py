@@ -29,10 +29,10 @@ from jobgate.client.models import (
     OneLine,
     SchedulerName,
     SecretRef,
-    StrictModel,
     Toleration,
     Volume,
 )
+from jobgate.client.strict_model import StrictModel
 
 BackendKind = Literal["local", "slurm", "lsf", "kubernetes"]
 BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
@@ -327,7 +327,29 @@ class Storage(StrictModel):
         default="{prefix}/{run_id}/logs/{filename}", description="Where logs go."
     )
     credentials: StorageCredentialRefs | None = Field(
-        default=None, description="Used when the client passes none and AWS_* are unset."
+        default=None,
+        description="Where the worker finds its S3 keys; default: the standard AWS chain "
+        "(AWS_* variables, ~/.aws, instance roles).",
+    )
+    presign_endpoint_url: OneLine | None = Field(
+        default=None,
+        description="The S3 endpoint as clients reach it, for the URLs they are handed "
+        "(when it differs from endpoint_url, e.g. behind a proxy); default: endpoint_url.",
+    )
+    presign_expires_s: int = Field(
+        default=3600, ge=60, le=7 * 24 * 3600, description="How long a presigned URL works."
+    )
+    work_dir_retention_s: float = Field(
+        default=24 * 3600.0,
+        ge=0,
+        description="How long a finished job's work directory stays on the cluster once its "
+        "outputs and logs are in S3 (0: removed at once); kept while an upload failed.",
+    )
+    max_outputs: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000,
+        description="The most files one job's outputs may match; more fails the outputs.",
     )
 
     @field_validator("inputs", "outputs", "logs")

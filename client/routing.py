@@ -8,6 +8,7 @@ MONITOR = "jobgate.monitor"
 CANCEL = "jobgate.cancel"
 LOGS = "jobgate.logs"
 RETRIEVE = "jobgate.retrieve"
+STAGE = "jobgate.stage"
 RECONCILE = "jobgate.reconcile"
 
 #: The message header of a client-facing task: when (epoch seconds on Redis's clock) its
@@ -18,6 +19,10 @@ EXPIRES_AT_HEADER = "jobgate_expires_at"
 #: The most output one ``jobgate.logs`` answer carries (its `max_bytes`); the client
 #: reads a larger output in chunks of this size.
 LOGS_MAX_BYTES = 1 << 20
+
+
+#: Steps of ``jobgate.stage(job_id, step, size)``, the upload of a job's input bundle.
+STAGE_BEGIN, STAGE_COMPLETE, STAGE_ABORT = "begin", "complete", "abort"
 
 
 def queue(cluster: str) -> str:

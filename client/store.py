@@ -19,6 +19,7 @@ from jobgate.client import ids, lua
 from jobgate.client.clock import ServerClock
 from jobgate.client.connection import guarded
 from jobgate.client.errors import JobNotFoundError
+from jobgate.client.files import OutputsReport
 from jobgate.client.keys import EVENTS_SUFFIX, HISTORY_SUFFIX, SECRETS_SUFFIX, Keys
 from jobgate.client.models import (
     ElementState,
@@ -34,6 +35,9 @@ from jobgate.client.models import (
 )
 
 EVENT_STREAM_MAXLEN = 64
+#: The to-do lists of `schedule`/`due`/`done`.
+OUTPUTS_RETRY = "outputs-retry"
+WORK_DIR_REMOVAL = "work-dir-removal"
 LIST_BUDGET = 5000
 
 
@@ -194,6 +198,7 @@ class JobStore:
             findings=[PolicyFinding.model_validate(f) for f in json.loads(opt("findings") or "[]")],
             allow_policy_risk=bool(opt("allow_policy_risk")),
             policy_override=bool(opt("policy_override")),
+            outputs=OutputsReport.model_validate_json(o) if (o := opt("outputs")) else None,
         )
 
     # -- transitions -------------------------------------------------------------
@@ -267,6 +272,45 @@ class JobStore:
                 "policy_override": "1" if override else "",
             },
         )
+
+    @guarded
+    def record_outputs(self, job_id: str, report: OutputsReport) -> None:
+        """Store what became of a finished job's outputs, and wake whoever waits on it."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(k.job(job_id), "outputs", report.model_dump_json())
+        event = {"kind": "outputs", "id": job_id, "complete": "1" if report.complete else ""}
+        pipe.xadd(
+            k.events(job_id),
+            {"event": json.dumps(event)},
+            maxlen=EVENT_STREAM_MAXLEN,
+            approximate=True,
+        )
+        pipe.execute()
+
+    @guarded
+    def schedule(self, kind: str, cluster: str, job_id: str, at_s: float) -> None:
+        """Put a job on one of a cluster's to-do lists ("outputs-retry", "work-dir-removal")."""
+        self.redis.zadd(self._todo(kind, cluster), {job_id: at_s})
+
+    @guarded
+    def due(self, kind: str, cluster: str, now_s: float, limit: int = 100) -> list[str]:
+        """Jobs of a to-do list whose time has come, soonest first."""
+        due: list[str] = self.redis.zrangebyscore(
+            self._todo(kind, cluster), "-inf", now_s, start=0, num=limit
+        )  # type: ignore[assignment]
+        return due
+
+    @guarded
+    def done(self, kind: str, cluster: str, job_id: str) -> None:
+        self.redis.zrem(self._todo(kind, cluster), job_id)
+
+    def _todo(self, kind: str, cluster: str) -> str:
+        if kind == OUTPUTS_RETRY:
+            return self.keys.outputs_retry(cluster)
+        if kind == WORK_DIR_REMOVAL:
+            return self.keys.work_dir_removal(cluster)
+        raise ValueError(f"no to-do list {kind!r}")
 
     @guarded
     def job_secrets(self, job_id: str) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """One served cluster as the worker's code sees it.
 
-A task about a cluster needs the same five things: the job store and the coordination
-keys in Redis, the Celery app (to send the next task), the cluster's backend and its
-profile. `ClusterContext` holds them once, with the operations every caller repeats:
-record what was seen (with the profile's retention), finalize a job that finished,
-send a task to the cluster's queues.
+A task about a cluster needs the same few things: the job store and the coordination
+keys in Redis, the Celery app (to send the next task), the cluster's backend, its
+profile and its S3 storage. `ClusterContext` holds them once, with the operations
+every caller repeats: record what was seen (with the profile's retention), finalize a
+job that finished, send a task to the cluster's queues.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.store import JobStore
 from jobgate.workers import finalize
 from jobgate.workers.backends.base import Backend
+from jobgate.workers.staging.s3 import JobStorage
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class ClusterContext:
     store: JobStore
     coordination: Coordination
     app: Celery
+    #: The cluster's S3 storage, when its profile has one.
+    storage: JobStorage | None = None
 
     @property
     def name(self) -> str:

@@ -1,6 +1,7 @@
 """Finalizing a finished job: its final record goes to the Celery result backend.
 
 The transition that finishes a job also puts it in the store's finalize set;
+its outputs and logs are kept in S3 (jobs with inputs or outputs; staging.outputs),
 the result is stored (for the profile's `result_expires_s`), the job's secret env
 values are deleted, and the job leaves the set. A worker that dies in between
 leaves the job in the set, and its cluster's next reconcile finalizes it: at
@@ -16,11 +17,17 @@ from celery import states
 from celery.backends.base import BaseKeyValueStoreBackend
 
 from jobgate.client.errors import JobNotFoundError
+from jobgate.client.models import JobRecord
+from jobgate.client.store import OUTPUTS_RETRY, WORK_DIR_REMOVAL
+from jobgate.workers.staging.outputs import Kept, keep_outputs, remove_work_dir, stages_files
 
 if TYPE_CHECKING:
     from jobgate.workers.context import ClusterContext
 
 log = logging.getLogger(__name__)
+
+#: How long after a failed outputs upload reconcile tries again.
+OUTPUTS_RETRY_S = 10.0
 
 
 def finalize(ctx: ClusterContext, job_id: str) -> None:
@@ -30,10 +37,9 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
     except JobNotFoundError:
         store.mark_finalized(job_id)
         return
-    results = ctx.app.backend
-    assert isinstance(results, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
-    results.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
-    results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
+    if stages_files(record) and record.outputs is None:
+        record = record_outputs(ctx, record, keep_outputs(ctx, record))
+    store_result(ctx, record)
     store.drop_secrets(job_id)
     store.mark_finalized(job_id)
     log.info(
@@ -42,6 +48,60 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
         record.status.value,
         f" ({record.reason})" if record.reason else "",
     )
+
+
+def store_result(ctx: ClusterContext, record: JobRecord) -> None:
+    """The final record in the Celery result backend, under the job's result id."""
+    results = ctx.app.backend
+    assert isinstance(results, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
+    results.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
+    results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
+
+
+def record_outputs(ctx: ClusterContext, record: JobRecord, kept: Kept) -> JobRecord:
+    """Store what became of the job's outputs; schedule a retry of a failed upload, or
+    the removal of the work directory of a complete one."""
+    store, storage, now, report = ctx.store, ctx.storage, ctx.store.now(), kept.report
+    store.record_outputs(record.id, report)
+    if kept.retry:
+        store.schedule(OUTPUTS_RETRY, ctx.name, record.id, now + OUTPUTS_RETRY_S)
+    else:
+        store.done(OUTPUTS_RETRY, ctx.name, record.id)
+    if report.complete and storage is not None:
+        keep_s = storage.settings.work_dir_retention_s
+        if keep_s:
+            store.schedule(WORK_DIR_REMOVAL, ctx.name, record.id, now + keep_s)
+        else:
+            remove_work_dir(ctx, record.id)
+    return record.model_copy(update={"outputs": report})
+
+
+def retry_outputs(ctx: ClusterContext) -> int:
+    """Upload again the outputs whose upload failed (S3 was down, say); returns how many
+    jobs have theirs complete now."""
+    store, done = ctx.store, 0
+    for job_id in store.due(OUTPUTS_RETRY, ctx.name, store.now()):
+        try:
+            record = store.get(job_id)
+        except JobNotFoundError:
+            store.done(OUTPUTS_RETRY, ctx.name, job_id)
+            continue
+        record = record_outputs(ctx, record, keep_outputs(ctx, record))
+        store_result(ctx, record)
+        if record.outputs is not None and record.outputs.complete:
+            log.info("job %s: outputs kept on a retry", job_id)
+            done += 1
+    return done
+
+
+def remove_work_dirs(ctx: ClusterContext) -> int:
+    """Remove the work directories whose time has come; returns how many."""
+    store = ctx.store
+    due = store.due(WORK_DIR_REMOVAL, ctx.name, store.now())
+    for job_id in due:
+        remove_work_dir(ctx, job_id)
+        store.done(WORK_DIR_REMOVAL, ctx.name, job_id)
+    return len(due)
 
 
 def finalize_pending(ctx: ClusterContext) -> int:

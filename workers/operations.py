@@ -1,16 +1,21 @@
-"""What the client asks of a worker about one job: fresh status, cancel, logs."""
+"""What the client asks of a worker about one job: fresh status, cancel, logs, the
+upload of its inputs and the download of its outputs."""
 
 from __future__ import annotations
 
 import codecs
 from typing import Any
 
-from jobgate.client.models import JobStatus, Observation, StatusUpdate
+from jobgate.client.errors import ConfigurationError, OutputsIncompleteError
+from jobgate.client.models import JobRecord, JobStatus, Observation, StatusUpdate
 from jobgate.client.store import JobStore
 from jobgate.workers.backends.base import CANCELLED_BY_USER, LogChunk, LogRange, Stream
 from jobgate.workers.context import ClusterContext
 from jobgate.workers.output_tail import keep_output_tails
 from jobgate.workers.polling import refresh
+from jobgate.workers.staging.inputs import stage
+from jobgate.workers.staging.outputs import presigned_downloads, read_kept_log
+from jobgate.workers.staging.s3 import JobStorage
 
 
 def monitor_job(ctx: ClusterContext, job_id: str) -> dict[str, Any]:
@@ -59,6 +64,8 @@ def read_logs(
     chunk = ctx.backend.logs(job_id, record.backend_id, LogRange(stream, offset, max_bytes, index))
     if finished and not chunk.data and not ctx.backend.keeps_output:
         chunk = _from_output_tail(ctx.store, job_id, offset, max_bytes)
+    if finished and not chunk.data and record.outputs and ctx.storage:
+        chunk = _from_kept_log(ctx.storage, record, stream, index, offset, max_bytes)
     at_end = len(chunk.data) < max_bytes
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = decoder.decode(chunk.data, final=finished and at_end)
@@ -68,6 +75,47 @@ def read_logs(
         "offset": chunk.offset - undecoded,
         "complete": finished and not chunk.data,
     }
+
+
+def _from_kept_log(
+    storage: JobStorage,
+    record: JobRecord,
+    stream: Stream,
+    index: int | None,
+    offset: int,
+    max_bytes: int,
+) -> LogChunk:
+    """The job's log as kept in S3, once its work directory is gone."""
+    assert record.outputs is not None
+    if index is None and record.elements:
+        index = record.elements[0].index
+    name = f"{record.id}{'' if index is None else f'.{index}'}.{stream[3:]}"
+    kept = {f.path: f.key for f in record.outputs.logs}
+    if name not in kept:
+        return LogChunk(b"", offset)
+    data = read_kept_log(storage, kept[name], offset, max_bytes)
+    return LogChunk(data, offset + len(data))
+
+
+def stage_inputs(ctx: ClusterContext, job_id: str, step: str, size: int) -> dict[str, Any]:
+    """A step of the client's upload of the job's input bundle (staging.inputs.stage)."""
+    return stage(_storage(ctx), ctx.store.get(job_id), step, size)
+
+
+def retrieve_outputs(ctx: ClusterContext, job_id: str) -> dict[str, Any]:
+    """Presigned download URLs of the job's kept outputs and logs, by object key."""
+    record = ctx.store.get(job_id)
+    if record.outputs is None:
+        raise OutputsIncompleteError(f"job {job_id} has no outputs kept")
+    return {"urls": presigned_downloads(_storage(ctx), record.outputs)}
+
+
+def _storage(ctx: ClusterContext) -> JobStorage:
+    if ctx.storage is None:
+        raise ConfigurationError(
+            f"cluster {ctx.name} has no storage: its profile needs a storage block"
+        )
+    return ctx.storage
 
 
 def _from_output_tail(store: JobStore, job_id: str, offset: int, max_bytes: int) -> LogChunk:

@@ -4,7 +4,8 @@ It restarts the polling chain if its lease expired (a worker died holding it),
 adopts jobs that reached the scheduler but whose record missed the backend id (a
 worker died between submitting and recording), re-sends the submit of jobs that
 stayed NEW too long (a lost message), stores final results a dead worker did not
-store, and purges finished records past their retention.
+store, uploads again the outputs whose upload failed, removes work directories past
+their retention, and purges finished records past their retention.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from jobgate.client import routing
 from jobgate.client.ids import created_at
 from jobgate.client.models import JobQuery, JobStatus, Observation, StatusUpdate
 from jobgate.workers.context import ClusterContext
-from jobgate.workers.finalize import finalize_pending
+from jobgate.workers.finalize import finalize_pending, remove_work_dirs, retry_outputs
 from jobgate.workers.polling import start_chain
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,21 @@ class ReconcileReport:
     resent: int
     finalized: int
     purged: int
+    outputs_kept: int
+    work_dirs_removed: int
 
 
 def reconcile(ctx: ClusterContext) -> ReconcileReport:
     now = ctx.store.now()
     purged = ctx.store.purge_expired(now)
     finalized = finalize_pending(ctx)
+    outputs_kept = retry_outputs(ctx)
+    removed = remove_work_dirs(ctx)
     adopted, resent = _settle_new_jobs(ctx, now)
     chain_started = bool(ctx.store.active(ctx.name)) and start_chain(ctx)
     if chain_started:
         log.warning("cluster %s had active jobs and no polling chain; started one", ctx.name)
-    return ReconcileReport(chain_started, adopted, resent, finalized, purged)
+    return ReconcileReport(chain_started, adopted, resent, finalized, purged, outputs_kept, removed)
 
 
 def _settle_new_jobs(ctx: ClusterContext, now: float) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from jobgate.client.profiles import load_profile
 from jobgate.client.store import JobStore
 from jobgate.workers.backends import get_backend
 from jobgate.workers.context import ClusterContext
+from jobgate.workers.staging.s3 import JobStorage
 
 
 def served_profiles() -> dict[str, ClusterProfile]:
@@ -66,8 +67,9 @@ class Runtime:
                     f"(it serves {', '.join(sorted(self.profiles))})"
                 ) from None
             backend = get_backend(profile)
+            storage = JobStorage(profile.storage, name) if profile.storage else None
             self._clusters[name] = ClusterContext(
-                profile, backend, self.store, self.coordination, self.app
+                profile, backend, self.store, self.coordination, self.app, storage
             )
         return self._clusters[name]
 

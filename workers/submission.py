@@ -26,9 +26,11 @@ from jobgate.client.models import (
 from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profiles import apply_defaults
 from jobgate.workers.backends.base import DEPENDENCY_FAILED, JobSubmission
+from jobgate.workers.backends.jobfiles import FileBackend
 from jobgate.workers.context import ClusterContext
 from jobgate.workers.polling import start_chain
 from jobgate.workers.secret_handling import SCRUBBER, with_secrets
+from jobgate.workers.staging.inputs import InputsError, unpack_inputs
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class SubmitOutcome(StrEnum):
     DEPENDENCY_FAILED = DEPENDENCY_FAILED
     DIED_SUBMITTING = "died submitting"  # its worker process died MAX_DEAD_ATTEMPTS times
     MISSING = "missing"  # no record (purged, or never written)
+    INPUTS_FAILED = "inputs failed"  # its bundle is missing, corrupt or unsafe
 
 
 def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
@@ -105,11 +108,18 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
             adopted = backend_id is not None
             if backend_id is None:
                 try:
+                    _stage_inputs(ctx, record)
                     backend_id = ctx.backend.submit(_submission(ctx, record, spec))
                 except DependencyFailedError as e:
                     fail(ctx, job_id, DEPENDENCY_FAILED)
                     log.warning("job %s: %s", job_id, e)
                     return SubmitOutcome.DEPENDENCY_FAILED
+                except InputsError as e:
+                    if e.transient:
+                        raise
+                    fail(ctx, job_id, str(e))
+                    log.warning("job %s: %s", job_id, e)
+                    return SubmitOutcome.INPUTS_FAILED
         pending = Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None)
         (outcome,) = ctx.record(
             [StatusUpdate(job_id, pending, backend_id=backend_id, only_from=JobStatus.NEW)]
@@ -123,6 +133,16 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
     start_chain(ctx)
     log.info("job %s submitted to %s as %s", job_id, ctx.name, backend_id)
     return SubmitOutcome.ADOPTED if adopted else SubmitOutcome.SUBMITTED
+
+
+def _stage_inputs(ctx: ClusterContext, record: JobRecord) -> None:
+    """Unpack the job's input bundle into its directory, for backends that run the job
+    from one (Kubernetes stages inputs in the job's own pod)."""
+    if not record.spec.inputs or not isinstance(ctx.backend, FileBackend):
+        return
+    if ctx.storage is None:
+        raise InputsError(f"cluster {ctx.name} has no storage to take inputs from")
+    unpack_inputs(ctx.storage, ctx.backend, record)
 
 
 def _submission(ctx: ClusterContext, record: JobRecord, spec: JobSpec) -> JobSubmission:
@@ -161,7 +181,8 @@ def _dependency_ids(ctx: ClusterContext, spec: JobSpec) -> list[str]:
 
 def fail_submission(ctx: ClusterContext, job_id: str, error: BackendError) -> None:
     """Record a submit that cannot succeed as FAILED, with the scheduler's reason."""
-    fail(ctx, job_id, f"submit failed: {SCRUBBER.scrub(str(error))}")
+    reason = str(error) if isinstance(error, InputsError) else f"submit failed: {error}"
+    fail(ctx, job_id, SCRUBBER.scrub(reason))
 
 
 def fail(ctx: ClusterContext, job_id: str, reason: str) -> None:

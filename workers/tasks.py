@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from celery import Task
 from pydantic import AfterValidator, Field
@@ -42,6 +42,8 @@ JobId = Annotated[str, AfterValidator(check_job_id)]
 ByteOffset = Annotated[int, Field(ge=0)]
 ArrayIndex = Annotated[int, Field(ge=0)]
 ChunkBytes = Annotated[int, Field(ge=1, le=routing.LOGS_MAX_BYTES)]
+StageStep = Literal["begin", "complete", "abort"]
+ByteCount = Annotated[int, Field(ge=0, le=5 * 1024**4)]
 AnyTask = Task[Any, Any]
 
 
@@ -143,3 +145,19 @@ def logs(
         job_id,
         lambda ctx: operations.read_logs(ctx, job_id, stream, offset, index, max_bytes),
     )
+
+
+@app.task(base=ExpiringCall, name=routing.STAGE, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR)
+def stage(self: AnyTask, job_id: JobId, step: StageStep, size: ByteCount) -> dict[str, Any]:
+    """A step of the upload of a job's input bundle: `begin` (of at most `size` bytes)
+    answers presigned part URLs, `complete` (of `size` parts) joins them, `abort` drops
+    them. Answers hold presigned URLs: kept out of logs and Flower like every answer."""
+    return _on_job(self, job_id, lambda ctx: operations.stage_inputs(ctx, job_id, step, size))
+
+
+@app.task(
+    base=ExpiringCall, name=routing.RETRIEVE, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR
+)
+def retrieve(self: AnyTask, job_id: JobId) -> dict[str, Any]:
+    """Presigned download URLs of a finished job's kept outputs and logs."""
+    return _on_job(self, job_id, lambda ctx: operations.retrieve_outputs(ctx, job_id))

@@ -255,7 +255,16 @@ def read_output(directory: Path, job_id: str, wanted: LogRange) -> LogChunk:
 
 class FileBackend(Backend[ProfileT]):
     """A backend whose jobs keep their files in one directory per job: output is read
-    from there, the same way for every such backend."""
+    from there, the same way for every such backend. The job's own files (inputs,
+    outputs) share that directory with jobgate's, which are named after the job id or
+    listed in `own_files`."""
+
+    own_files: ClassVar[frozenset[str]] = frozenset()
+
+    def is_own_file(self, job_id: str, path: str) -> bool:
+        """Whether a path in the job's directory is one of jobgate's files."""
+        top = path.split("/", 1)[0]
+        return top.startswith(f"{job_id}.") or top in self.own_files
 
     @abstractmethod
     def job_directory(self, job_id: str) -> Path:

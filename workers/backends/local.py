@@ -58,6 +58,7 @@ RUNNER_CHECK_S = 0.2
 
 class LocalBackend(FileBackend[LocalProfile]):
     kind = "local"
+    own_files = frozenset({"runner.sh", "task.sh", "runner.err"})
 
     def __init__(self, profile: LocalProfile) -> None:
         super().__init__(profile)
@@ -132,10 +133,9 @@ class LocalBackend(FileBackend[LocalProfile]):
         return job_id
 
     def _prepare(self, directory: Path, job_id: str, spec: JobSpec) -> None:
-        # A directory without a launch mark is what an earlier attempt left when it died
-        # before launching; the caller holds the job's submit lock, so clear it.
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True, mode=0o700)
+        # A directory without a launch mark holds the job's inputs, and what an earlier
+        # attempt wrote before it died (rewritten below); the caller holds the submit lock.
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         program = directory / f"{job_id}.program"
         program.write_text(render_program(spec, self.profile), encoding="utf-8")
         program.chmod(0o700)
