@@ -61,10 +61,13 @@ class Service:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
-    def _spawn(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(
+        self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv,
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -411,6 +414,8 @@ class S3Server(Service):
     which could collide between servers of parallel test processes), and the Iceberg and
     Lance catalogs it would start on fixed ports are off. Buckets are not created on
     upload (weed's default for admins): a put to a missing bucket fails as on AWS.
+    Each bucket is a collection of its own, given one volume at a time (./master.toml)
+    out of `volume.max` slots: delete buckets that are done with (that frees them).
     `stop` then `start` again reuses the ports and the data directory.
     """
 
@@ -427,6 +432,8 @@ class S3Server(Service):
         "s3.port.grpc",
     )
     region = "us-east-1"
+    #: volumes the volume server may hold, each bucket with data taking one or more
+    volume_slots = 100
 
     def __init__(self, log_dir: Path) -> None:
         super().__init__(log_dir)
@@ -491,7 +498,12 @@ class S3Server(Service):
         self.config_path.write_text(json.dumps({"identities": [identity]}))
         self.config_path.chmod(0o600)
         argv = [str(weed), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
-        argv += [f"-dir={self.data_dir}", "-volume.max=5", "-s3", f"-s3.config={self.config_path}"]
+        argv += [
+            f"-dir={self.data_dir}",
+            f"-volume.max={self.volume_slots}",
+            "-s3",
+            f"-s3.config={self.config_path}",
+        ]
         argv += [f"-{flag}={port}" for flag, port in self.ports.items()]
         argv += [
             "-s3.port.iceberg=0",
@@ -505,7 +517,11 @@ class S3Server(Service):
             # itself after a restart; the volume server reports its volumes anyway.
             "-master.resumeState=false",
         ]
-        self._spawn(argv, env={**os.environ, "TMPDIR": str(self.sockets_dir)})
+        # weed reads ./master.toml: grow a collection (one per bucket) by one volume at a
+        # time, not seven, or a few buckets take every volume slot
+        (self.log_dir / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
+        env = {**os.environ, "TMPDIR": str(self.sockets_dir)}
+        self._spawn(argv, env=env, cwd=self.log_dir)
         probe = self.client(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
         wait_until(lambda: self._answers(probe), timeout_s, f"S3 on port {self.port}", 0.1)
         return self
