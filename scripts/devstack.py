@@ -486,7 +486,10 @@ class S3Server(Service):
         return name
 
     def start(self, timeout_s: float = 60.0) -> S3Server:
-        """Start weed; return once S3 answers a signed ListBuckets."""
+        """Start weed (unless it runs); return once S3 answers a signed ListBuckets and
+        the master knows the volume server (until then stored objects cannot be read)."""
+        if self.running():
+            return self
         weed = self.program()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.sockets_dir.mkdir(exist_ok=True)
