@@ -77,7 +77,8 @@ def test_a_bucket_that_does_not_exist_fails_the_upload_and_the_job_is_not_queued
         gateway.submit(spec, "local")
     (record,) = gateway.list()
     assert record.status is JobStatus.FAILED
-    assert record.reason is not None and record.reason.startswith("not queued: inputs: ")
+    assert record.reason is not None
+    assert record.reason.startswith("not queued: inputs: ")
     assert record.backend_id is None
 
 

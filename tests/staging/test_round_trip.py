@@ -58,7 +58,8 @@ def test_inputs_go_in_and_exactly_the_declared_outputs_and_the_logs_come_back(
     )  # fmt: skip
     record = job.wait(timeout_s=240)
     assert record.status is JobStatus.SUCCEEDED, record.reason
-    assert record.outputs is not None and record.outputs.complete
+    assert record.outputs is not None
+    assert record.outputs.complete
     outputs = {f.path: f for f in job.outputs()}
     assert sorted(outputs) == ["check.log", "results/nested/deeper/copy.txt", "results/top.txt"]
     assert all(f.key.startswith(f"jobs/{job.id}/outputs/{job.id}/") for f in outputs.values())

@@ -4,6 +4,7 @@ the work directory. Each ends with a clear reason and nothing silently lost."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -72,7 +73,8 @@ def test_s3_cut_off_during_the_upload_fails_it_clearly_and_the_job_is_never_queu
     assert "X-Amz-Signature" not in str(caught.value)
     (record,) = gateway.list()
     assert record.status is JobStatus.FAILED
-    assert record.reason is not None and record.reason.startswith("not queued: inputs: ")
+    assert record.reason is not None
+    assert record.reason.startswith("not queued: inputs: ")
     assert record.backend_id is None
 
 
@@ -102,7 +104,8 @@ def test_s3_down_at_output_time_leaves_outputs_incomplete_until_reconcile_keeps_
     gate.touch()
     record = job.wait(timeout_s=90)
     assert record.status is JobStatus.SUCCEEDED  # the job's own status stands
-    assert record.outputs is not None and not record.outputs.complete
+    assert record.outputs is not None
+    assert not record.outputs.complete
     assert record.outputs.reason is not None
     assert record.outputs.reason.startswith("outputs: uploading s3://")
     assert "unreachable" in record.outputs.reason
@@ -146,9 +149,10 @@ def test_a_hand_made_bundle_climbing_out_of_the_work_directory_is_refused(
     content = b"escaped"
 
     def climbing(job_id: str) -> bytes:
+        entry = {"path": "x", "size": len(content), "mode": 420,
+                 "sha256": hashlib.sha256(content).hexdigest()}  # fmt: skip
         manifest = {"job_id": job_id, "run_id": job_id, "cluster": "local",
-                    "jobgate_version": "0", "files": [{"path": "x", "size": len(content),
-                    "sha256": __import__("hashlib").sha256(content).hexdigest(), "mode": 420}]}  # fmt: skip
+                    "jobgate_version": "0", "files": [entry]}  # fmt: skip
         out = io.BytesIO()
         with tarfile.open(fileobj=out, mode="w") as tar:
             for name, data in (("files/../../escaped.txt", content),
