@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,6 @@ from jobgate.client import Gateway, JobSpec, JobStatus  # noqa: E402
 MIB = 1 << 20
 
 
-def timed(action: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
 def make_files(root: Path, big_mb: int, small: int) -> tuple[Path, Path]:
     big = root / "big.bin"
     block = bytes(range(256)) * 4096  # 1 MiB
@@ -57,6 +50,51 @@ def make_files(root: Path, big_mb: int, small: int) -> tuple[Path, Path]:
     for n in range(small):
         (many / f"f{n:05d}.dat").write_bytes(n.to_bytes(4, "big") * 1024)
     return big, many
+
+
+def one_run(
+    client: Any, gw: Gateway, bucket: str, big: Path, many: Path, down: Path
+) -> dict[str, float]:
+    """One run of every figure, in seconds; boto3 and jobgate alternate."""
+    took: dict[str, float] = {}
+    (down / "many").mkdir(parents=True)
+    names = sorted(p.name for p in many.iterdir())
+
+    start = time.perf_counter()
+    client.upload_file(str(big), bucket, "raw/big")
+    took["big_up_boto3"] = time.perf_counter() - start
+    start = time.perf_counter()
+    client.download_file(bucket, "raw/big", str(down / "big"))
+    took["big_down_boto3"] = time.perf_counter() - start
+
+    spec = JobSpec(name="big", command="mv big.bin out.bin", inputs=[str(big)],
+                   outputs=["out.bin"])  # fmt: skip
+    start = time.perf_counter()
+    job = gw.submit(spec, "bench")
+    took["big_up_jobgate"] = time.perf_counter() - start
+    assert job.wait(timeout_s=600).status is JobStatus.SUCCEEDED
+    start = time.perf_counter()
+    job.retrieve(down / "jobgate", logs=False)
+    took["big_down_jobgate"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for name in names:
+        client.upload_file(str(many / name), bucket, f"raw/many/{name}")
+    took["small_up_boto3"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for name in names:
+        client.download_file(bucket, f"raw/many/{name}", str(down / "many" / name))
+    took["small_down_boto3"] = time.perf_counter() - start
+
+    spec = JobSpec(name="many", command="true", inputs=[str(many)], outputs=["many/*"])
+    start = time.perf_counter()
+    job = gw.submit(spec, "bench")
+    took["small_up_jobgate"] = time.perf_counter() - start
+    assert job.wait(timeout_s=600).status is JobStatus.SUCCEEDED
+    start = time.perf_counter()
+    job.retrieve(down / "many-jobgate", logs=False)
+    took["small_down_jobgate"] = time.perf_counter() - start
+    return took
 
 
 def main() -> None:
@@ -87,44 +125,13 @@ def main() -> None:
         gw = Gateway(redis.url)
         big, many = make_files(base, args.big_mb, args.small)
         figures: dict[str, list[float]] = {}
-
-        def add(name: str, seconds: float) -> None:
-            figures.setdefault(name, []).append(seconds)
-
         for run in range(args.runs):
             down = base / f"down{run}"
-            down.mkdir()
-            add("big_up_boto3", timed(lambda: client.upload_file(str(big), bucket, "raw/big")))
-            add("big_down_boto3",
-                timed(lambda: client.download_file(bucket, "raw/big", str(down / "big"))))  # fmt: skip
-            spec = JobSpec(name="big", command="mv big.bin out.bin", inputs=[str(big)],
-                           outputs=["out.bin"])  # fmt: skip
-            job = None
-
-            def submit(spec: JobSpec) -> None:
-                nonlocal job
-                job = gw.submit(spec, "bench")
-
-            add("big_up_jobgate", timed(lambda: submit(spec)))
-            assert job is not None
-            assert job.wait(timeout_s=600).status is JobStatus.SUCCEEDED
-            add("big_down_jobgate",
-                timed(lambda: job.retrieve(down / "jobgate", logs=False)))  # fmt: skip
-
-            names = sorted(p.name for p in many.iterdir())
-            add("small_up_boto3", timed(lambda: [client.upload_file(str(many / n), bucket,
-                                                                    f"raw/many/{n}") for n in names]))  # fmt: skip
-            (down / "many").mkdir()
-            add("small_down_boto3", timed(lambda: [client.download_file(bucket, f"raw/many/{n}",
-                                                                        str(down / "many" / n)) for n in names]))  # fmt: skip
-            small = JobSpec(name="many", command="true", inputs=[str(many)], outputs=["many/*"])
-            add("small_up_jobgate", timed(lambda: submit(small)))
-            assert job.wait(timeout_s=600).status is JobStatus.SUCCEEDED
-            add("small_down_jobgate",
-                timed(lambda: job.retrieve(down / "many-jobgate", logs=False)))  # fmt: skip
+            for name, seconds in one_run(client, gw, bucket, big, many, down).items():
+                figures.setdefault(name, []).append(seconds)
             shutil.rmtree(down)
-            print(f"run {run + 1}/{args.runs}: " + ", ".join(f"{k} {v[-1]:.2f} s"
-                                                            for k, v in figures.items()))  # fmt: skip
+            last = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in figures.items())
+            print(f"run {run + 1}/{args.runs}: {last}")
     finally:
         if worker is not None:
             worker.stop()
@@ -134,23 +141,24 @@ def main() -> None:
 
     medians = {k: statistics.median(v) for k, v in figures.items()}
     big_mib, small_n = args.big_mb, args.small
+    per_mib = {w: {d: big_mib / medians[f"big_{d}_{w}"] for d in ("up", "down")}
+               for w in ("boto3", "jobgate")}  # fmt: skip
+    per_file = {w: {d: 1000 * medians[f"small_{d}_{w}"] / small_n for d in ("up", "down")}
+                for w in ("boto3", "jobgate")}  # fmt: skip
     table = {
-        "big_up_mib_s": {w: big_mib / medians[f"big_up_{w}"] for w in ("boto3", "jobgate")},
-        "big_down_mib_s": {w: big_mib / medians[f"big_down_{w}"] for w in ("boto3", "jobgate")},
-        "small_up_ms_per_file": {w: 1000 * medians[f"small_up_{w}"] / small_n
-                                 for w in ("boto3", "jobgate")},  # fmt: skip
-        "small_down_ms_per_file": {w: 1000 * medians[f"small_down_{w}"] / small_n
-                                   for w in ("boto3", "jobgate")},  # fmt: skip
+        "big_up_mib_s": {w: per_mib[w]["up"] for w in per_mib},
+        "big_down_mib_s": {w: per_mib[w]["down"] for w in per_mib},
+        "small_up_ms_per_file": {w: per_file[w]["up"] for w in per_file},
+        "small_down_ms_per_file": {w: per_file[w]["down"] for w in per_file},
     }
     ratios = {
-        "big_up": table["big_up_mib_s"]["jobgate"] / table["big_up_mib_s"]["boto3"],
-        "big_down": table["big_down_mib_s"]["jobgate"] / table["big_down_mib_s"]["boto3"],
-        "small_up": medians["small_up_boto3"] / medians["small_up_jobgate"],
-        "small_down": medians["small_down_boto3"] / medians["small_down_jobgate"],
+        "big_up": per_mib["jobgate"]["up"] / per_mib["boto3"]["up"],
+        "big_down": per_mib["jobgate"]["down"] / per_mib["boto3"]["down"],
+        "small_up": per_file["boto3"]["up"] / per_file["jobgate"]["up"],
+        "small_down": per_file["boto3"]["down"] / per_file["jobgate"]["down"],
     }
     print(f"\n{'figure':<24} {'boto3':>10} {'jobgate':>10} {'jobgate/boto3 speed':>20}")
-    for name, row in table.items():
-        ratio = ratios[name.rsplit("_", 2)[0] if "mib" in name else name.rsplit("_", 3)[0]]
+    for (name, row), ratio in zip(table.items(), ratios.values(), strict=True):
         print(f"{name:<24} {row['boto3']:>10.2f} {row['jobgate']:>10.2f} {ratio:>20.2f}")
     out = ROOT / "bench" / "results" / "s3.json"
     out.write_text(json.dumps({
