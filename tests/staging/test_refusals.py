@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from jobgate.client import Gateway, JobSpec, JobStatus, SpecInvalidError, load_profile
-from jobgate.client.errors import StorageError
-from tests.support.staging import StagedBackend
+from jobgate.client.errors import OutputsIncompleteError, StorageError
+from tests.support.staging import KEY_ENV, SECRET_ENV, StagedBackend
 
 
 @pytest.mark.parametrize(
@@ -108,3 +108,37 @@ def test_retrieve_will_not_overwrite_or_write_outside_its_destination(
     with pytest.raises(SpecInvalidError, match=r"results/r\.txt would be written outside"):
         job.retrieve(trap, logs=False)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_credentials_s3_refuses_fail_the_upload_naming_the_setting(
+    staged: StagedBackend, gateway: Gateway, tmp_path: Path
+) -> None:
+    h = staged.harness
+    profile = h.profile(storage=staged.storage())
+    env = {KEY_ENV: staged.bucket.access_key, SECRET_ENV: "not-the-secret"}
+    h.start_worker(profile, env=env)
+    (tmp_path / "in.txt").write_text("x")
+    spec = JobSpec(name="badkeys", command="true", inputs=[str(tmp_path / "in.txt")])
+    refused = r"refused the worker's credentials \(SignatureDoesNotMatch\): check storage"
+    with pytest.raises(StorageError, match=refused):
+        gateway.submit(spec, "local")
+    assert "not-the-secret" not in str(gateway.list()[0].reason)
+
+
+def test_more_matching_outputs_than_the_cap_is_an_error_not_a_cut(
+    staged: StagedBackend, gateway: Gateway
+) -> None:
+    staged.start(max_outputs=2)
+    job = gateway.submit(
+        JobSpec(name="many", command="touch a.txt b.txt c.txt", outputs=["*.txt"]), "local"
+    )
+    record = job.wait(timeout_s=60)
+    assert record.status is JobStatus.SUCCEEDED
+    assert record.outputs is not None
+    assert not record.outputs.complete
+    assert record.outputs.files == []
+    assert record.outputs.reason == (
+        "outputs: 3 files match, more than storage.max_outputs (2); none were kept"
+    )
+    with pytest.raises(OutputsIncompleteError, match=r"more than storage.max_outputs"):
+        job.retrieve("unused")
