@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 import yaml
 
+from jobgate.client import load_profile
 from scripts import devstack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,18 +35,23 @@ def test_redis_conf_keeps_every_write_and_never_evicts(tmp_path: Path) -> None:
 def test_compose_services_use_real_entry_points_and_files() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"redis", "worker", "flower"}
+    assert set(services) == {"redis", "s3", "worker", "flower"}
     # A service that exits (a crash, a lost Redis) comes back by itself.
     assert {s.get("restart") for s in services.values()} == {"unless-stopped"}
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert services["worker"]["command"][:2] == ["jobgate", "worker"]
     assert "jobgate" in scripts
-    assert services["worker"]["command"][3] in ("local",)
-    assert (ROOT / "profiles" / "local.yaml").exists()
+    profile_mount = services["worker"]["volumes"][0].split(":")
+    assert services["worker"]["command"][3] == profile_mount[1]
+    profile = load_profile(str(ROOT / profile_mount[0]))  # a valid profile, with storage
+    assert profile.storage is not None
+    assert profile.storage.endpoint_url == "http://s3:8333"
     assert services["flower"]["command"][:3] == ["celery", "-A", "jobgate.workers.app"]
     assert "--appendonly" in services["redis"]["command"]
-    dockerfile = (ROOT / services["worker"]["build"]["dockerfile"]).read_text()
-    for line in dockerfile.splitlines():
-        if line.startswith("COPY "):
-            for source in line.split()[1:-1]:
-                assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+    assert "-s3.config=/home/weed/s3.json" in services["s3"]["command"][0]
+    for service in ("worker", "s3"):
+        dockerfile = (ROOT / services[service]["build"]["dockerfile"]).read_text()
+        for line in dockerfile.splitlines():
+            if line.startswith("COPY "):
+                for source in line.split()[1:-1]:
+                    assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
