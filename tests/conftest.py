@@ -1,5 +1,6 @@
 """Fixtures: a real redis-server on a free loopback port, real workers as subprocesses,
-the private Slurm and the LSF emulator. Helpers live in tests/support.
+the private Slurm, the LSF emulator and a real S3 server (SeaweedFS). Helpers live in
+tests/support.
 
 Each test gets its own tenant, so its keys, queues and Celery traffic are apart
 from every other test's, on one Redis started for the session.
@@ -22,6 +23,7 @@ from tests.emulators.kubernetes.kubeemu import KubeApiServer
 from tests.support.kubernetes import NAMESPACE, KubernetesHarness
 from tests.support.local import LocalHarness, kill_jobs, write_local_profile
 from tests.support.lsf import LsfEmulator, LsfHarness
+from tests.support.s3 import S3Bucket, bucket_on, delete_bucket
 from tests.support.slurm import LocalSlurm, SlurmHarness
 from tests.support.workers import ProfileFactory, WorkerFactory
 
@@ -36,6 +38,29 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.
 @pytest.fixture
 def redis_url(redis_server: devstack.RedisServer) -> str:
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.S3Server]:
+    """SeaweedFS for the session (one per xdist process, on ports of its own), ~3 s to
+    start. A test that stops or restarts it must leave it running."""
+    server = devstack.S3Server(tmp_path_factory.mktemp("s3")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: devstack.S3Server) -> Iterator[S3Bucket]:
+    """A fresh bucket of the test's own on the session's S3 server, with its keys; deleted
+    with its objects afterwards (each bucket is a SeaweedFS collection with volumes of its
+    own, which deleting it frees)."""
+    if not s3_server.running():
+        s3_server.start()
+    bucket = bucket_on(s3_server)
+    yield bucket
+    if not s3_server.running():  # a test that stopped the server leaves it running
+        s3_server.start()
+    delete_bucket(s3_server, bucket.bucket)
 
 
 @pytest.fixture
