@@ -240,8 +240,7 @@ class KubernetesSettings(StrictModel):
     )
     staging_work_dir: Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")] = Field(
         default="/jobgate/work",
-        description="Where a job with inputs or outputs runs (an emptyDir), unless its spec "
-        "gives a working_dir.",
+        description="Where a job with inputs or outputs runs: an emptyDir mounted there.",
     )
     staging_upload_grace_s: int = Field(
         default=600,
