@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from jobgate.client import JobSpec
+from jobgate.client import JobSpec, JobStatus
 from jobgate.client.bundle import collect, write
 from jobgate.client.profile_schema import Storage, profile_from_data
 from jobgate.workers.backends.kubernetes import render_job_manifest
@@ -34,6 +34,7 @@ from jobgate.workers.backends.kubernetes.staging import (
     staging_data,
 )
 from jobgate.workers.staging.s3 import JobStorage
+from tests.support.kubernetes import CLUSTER, NAMESPACE, KubernetesHarness
 from tests.support.s3 import S3Bucket
 
 JOB_ID = "01m7zp0000000000000000000b"
@@ -64,7 +65,11 @@ def test_a_staged_job_has_a_fetching_init_container_and_an_uploading_sidecar(
     assert {"name": "jobgate-work", "emptyDir": {}} in pod["volumes"]
     assert fetch["command"] == ["python3", "-c", STAGER_SOURCE, "fetch", "/jobgate/work"]
     assert "restartPolicy" not in fetch
-    assert upload["command"][3:] == ["sidecar", "/jobgate/work"]
+    ready = f"/tmp/jobgate-uploader-ready-jg-{JOB_ID}"
+    assert upload["command"][3:] == ["sidecar", "/jobgate/work", ready]
+    # started = waiting for SIGTERM: the job's container starts only then
+    assert upload["startupProbe"]["exec"]["command"][:2] == ["python3", "-c"]
+    assert repr(ready) in upload["startupProbe"]["exec"]["command"][2]
     assert upload["restartPolicy"] == "Always"  # a native sidecar: stopped after the job
     assert upload["volumeMounts"] == [
         {"name": "jobgate-work", "mountPath": "/jobgate/work", "readOnly": True}]  # fmt: skip
@@ -292,3 +297,48 @@ def test_too_many_outputs_are_reported_not_cut(tmp_path: Path, storage: JobStora
     assert "3 files match, more than storage.max_outputs (2)" in done.stderr
     with pytest.raises(_Refused, match=r"uploader failed: 3 files match"):
         _uploaded(storage, _record(JOB_ID, spec))
+
+
+# -- end to end: gateway, worker, API server emulator (pods as processes), SeaweedFS ------
+
+
+def test_a_job_gets_its_inputs_and_gives_back_its_outputs_through_its_pod(
+    kubernetes_backend: KubernetesHarness, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    """The client uploads the bundle; the worker puts the Secret and the Job; the emulated
+    kubelet runs jobgate-fetch, the uploader sidecar and the job as local processes; at
+    finalize the worker checks what the uploader kept; retrieve brings it back."""
+    harness, api = kubernetes_backend, kubernetes_backend.api
+    work = tmp_path / "pod-work"  # the pod's emptyDir, at a path this machine has
+    work.mkdir()
+    storage_block = {
+        "prefix": f"s3://{s3_bucket.bucket}/jobs", "endpoint_url": s3_bucket.endpoint_url,
+        "credentials": {"access_key_id": "env:T_S3_KEY", "secret_access_key": "env:T_S3_SECRET"},
+    }  # fmt: skip
+    profile = harness.profile(storage=storage_block,
+                              kubernetes={"staging_work_dir": str(work)})  # fmt: skip
+    harness.start_worker(profile, env={"T_S3_KEY": s3_bucket.access_key,
+                                       "T_S3_SECRET": s3_bucket.secret_key})  # fmt: skip
+    src = tmp_path / "data"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "n.txt").write_text("21\n")
+    command = ("mkdir -p results/deep && n=$(cat data/sub/n.txt) && "
+               "echo $((n * 2)) > results/deep/answer.txt && echo done")  # fmt: skip
+    spec = JobSpec(name="twice", command=command, inputs=[str(src)], outputs=["results/**"])
+    job = harness.gateway.submit(spec, CLUSTER)
+    record = job.wait(timeout_s=120)
+    assert record.status is JobStatus.SUCCEEDED, record.reason
+    assert record.outputs is not None
+    assert record.outputs.complete, record.outputs.reason
+    assert [f.path for f in job.outputs()] == ["results/deep/answer.txt"]
+    got = job.retrieve(tmp_path / "out")
+    assert (tmp_path / "out" / "results" / "deep" / "answer.txt").read_text() == "42\n"
+    assert (tmp_path / "out" / f"{job.id}.out").read_text() == "done\n"
+    assert len(got) == 2
+    secret = f"jobgate-{job.id}-staging"
+    assert api.secret(NAMESPACE, secret) is None  # deleted at finalize
+    (created,) = [r for r in api.requests("POST", r"/namespaces/jobs/secrets$")]
+    assert b"X-Amz-Signature" in (created.body or b"")
+    (job_post,) = api.requests("POST", r"/namespaces/jobs/jobs$")
+    assert b"X-Amz-Signature" not in (job_post.body or b"")
+    assert b"x-amz-signature" not in (job_post.body or b"")

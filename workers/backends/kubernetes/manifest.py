@@ -227,6 +227,12 @@ def _add_staging(
     if spec.outputs:
         uploader = _staging_container(UPLOAD_CONTAINER, "sidecar", settings, work_dir, secret,
                                       "upload")  # fmt: skip
+        ready = f"/tmp/jobgate-uploader-ready-{name}"  # noqa: S108 - the uploader's own /tmp
+        uploader["command"].append(ready)
+        # Started means waiting for SIGTERM: the job's container must not end before.
+        probe = ["python3", "-c", f"import os, sys; sys.exit(not os.path.exists({ready!r}))"]
+        uploader["startupProbe"] = {"exec": {"command": probe}, "periodSeconds": 1,
+                                    "failureThreshold": 120}  # fmt: skip
         init.append({**uploader, "restartPolicy": "Always"})
         pod["terminationGracePeriodSeconds"] = settings.staging_upload_grace_s
     pod["initContainers"] = init

@@ -1,6 +1,6 @@
 """jobgate's staging program inside a Kubernetes pod: standard library only.
 
-It runs as ``python3 -c <this source> MODE WORK_DIR`` in the pod's staging containers
+It runs as ``python3 -c <this source> MODE WORK_DIR [READY_FILE]`` in the pod's staging containers
 (any image with python3), configured by one JSON document in ``$JOBGATE_STAGING`` that
 the pod gets from the job's Secret (presigned URLs never sit in the Job's manifest).
 
@@ -10,8 +10,8 @@ the pod gets from the job's Secret (presigned URLs never sit in the Job's manife
 - ``upload``: send the files of WORK_DIR that match the output globs (the semantics of
   jobgate.client.files.glob_regex) with a presigned POST policy that allows keys under
   this job's output prefix only, then the outputs manifest (path, size, sha256 of each).
-- ``sidecar``: wait for SIGTERM (the kubelet sends it once the job's container ended),
-  then ``upload``.
+- ``sidecar``: create READY_FILE (the container's startupProbe), wait for SIGTERM (the
+  kubelet sends it once the job's container ended), then ``upload``.
 
 Exit status 0 when all went well, 1 with a one-line reason on stderr otherwise.
 """
@@ -39,6 +39,7 @@ MANIFEST = "manifest.json"
 FILES = "files/"
 RESERVED = ".jobgate"  # names that start so are the stager's own, neither inputs nor outputs
 CHUNK = 1 << 20
+MODES = ("fetch", "upload", "sidecar")
 ATTEMPTS = 5
 
 
@@ -306,14 +307,20 @@ def upload(config: dict[str, Any], root: str) -> tuple[int, int]:
     return len(report["files"]), sum(f["size"] for f in report["files"])
 
 
-def wait_for_sigterm() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.pause()
+def wait_for_sigterm(ready: str) -> None:
+    """Block SIGTERM (a signal sent from now on waits for us), say so by creating the
+    `ready` file (the container's startupProbe looks for it: the job's container starts
+    only then), and wait for it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    with open(ready, "w"):
+        pass
+    signal.sigwait({signal.SIGTERM})
+    os.unlink(ready)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] not in ("fetch", "upload", "sidecar"):
-        say("usage: stager.py fetch|upload|sidecar WORK_DIR")
+    if len(argv) != (4 if argv[1:2] == ["sidecar"] else 3) or argv[1] not in MODES:
+        say("usage: stager.py fetch|upload WORK_DIR | sidecar WORK_DIR READY_FILE")
         return 2
     mode, root = argv[1], os.path.realpath(argv[2])
     try:
@@ -322,7 +329,7 @@ def main(argv: list[str]) -> int:
         say(f"${ENV} is missing or not JSON ({type(e).__name__})")
         return 2
     if mode == "sidecar":
-        wait_for_sigterm()
+        wait_for_sigterm(argv[3])
     try:
         files, size = (fetch if mode == "fetch" else upload)(config, root)
     except Failed as e:
