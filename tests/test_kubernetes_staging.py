@@ -302,6 +302,23 @@ def test_too_many_outputs_are_reported_not_cut(tmp_path: Path, storage: JobStora
 # -- end to end: gateway, worker, API server emulator (pods as processes), SeaweedFS ------
 
 
+def start_staging_worker(
+    harness: KubernetesHarness, s3_bucket: S3Bucket, tmp_path: Path, **storage: Any
+) -> None:
+    """A worker whose cluster has storage on SeaweedFS; its pods' emptyDir is a local
+    directory (the emulator mounts no volumes), shared by their containers."""
+    work = tmp_path / "pod-work"
+    work.mkdir()
+    block = {
+        "prefix": f"s3://{s3_bucket.bucket}/jobs", "endpoint_url": s3_bucket.endpoint_url,
+        "credentials": {"access_key_id": "env:T_S3_KEY", "secret_access_key": "env:T_S3_SECRET"},
+        **storage,
+    }  # fmt: skip
+    profile = harness.profile(storage=block, kubernetes={"staging_work_dir": str(work)})
+    harness.start_worker(profile, env={"T_S3_KEY": s3_bucket.access_key,
+                                       "T_S3_SECRET": s3_bucket.secret_key})  # fmt: skip
+
+
 def test_a_job_gets_its_inputs_and_gives_back_its_outputs_through_its_pod(
     kubernetes_backend: KubernetesHarness, s3_bucket: S3Bucket, tmp_path: Path
 ) -> None:
@@ -309,16 +326,7 @@ def test_a_job_gets_its_inputs_and_gives_back_its_outputs_through_its_pod(
     kubelet runs jobgate-fetch, the uploader sidecar and the job as local processes; at
     finalize the worker checks what the uploader kept; retrieve brings it back."""
     harness, api = kubernetes_backend, kubernetes_backend.api
-    work = tmp_path / "pod-work"  # the pod's emptyDir, at a path this machine has
-    work.mkdir()
-    storage_block = {
-        "prefix": f"s3://{s3_bucket.bucket}/jobs", "endpoint_url": s3_bucket.endpoint_url,
-        "credentials": {"access_key_id": "env:T_S3_KEY", "secret_access_key": "env:T_S3_SECRET"},
-    }  # fmt: skip
-    profile = harness.profile(storage=storage_block,
-                              kubernetes={"staging_work_dir": str(work)})  # fmt: skip
-    harness.start_worker(profile, env={"T_S3_KEY": s3_bucket.access_key,
-                                       "T_S3_SECRET": s3_bucket.secret_key})  # fmt: skip
+    start_staging_worker(harness, s3_bucket, tmp_path)
     src = tmp_path / "data"
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "n.txt").write_text("21\n")
@@ -342,3 +350,20 @@ def test_a_job_gets_its_inputs_and_gives_back_its_outputs_through_its_pod(
     (job_post,) = api.requests("POST", r"/namespaces/jobs/jobs$")
     assert b"X-Amz-Signature" not in (job_post.body or b"")
     assert b"x-amz-signature" not in (job_post.body or b"")
+
+
+def test_an_uploader_that_fails_marks_the_outputs_incomplete_not_the_job(
+    kubernetes_backend: KubernetesHarness, s3_bucket: S3Bucket, tmp_path: Path
+) -> None:
+    harness = kubernetes_backend
+    start_staging_worker(harness, s3_bucket, tmp_path, max_outputs=1)
+    spec = JobSpec(name="many", command="echo a > a.txt; echo b > b.txt", outputs=["*.txt"])
+    job = harness.gateway.submit(spec, CLUSTER)
+    record = job.wait(timeout_s=120)
+    assert record.status is JobStatus.SUCCEEDED, record.reason
+    assert record.outputs is not None
+    assert not record.outputs.complete
+    assert record.outputs.reason == (
+        "outputs: the pod's uploader failed: 2 files match, more than storage.max_outputs (1)"
+    )
+    assert job.outputs() == []

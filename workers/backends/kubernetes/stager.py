@@ -40,6 +40,7 @@ FILES = "files/"
 RESERVED = ".jobgate"  # names that start so are the stager's own, neither inputs nor outputs
 CHUNK = 1 << 20
 MODES = ("fetch", "upload", "sidecar")
+TERMINATION_LOG = "/dev/termination-log"  # the container status's terminated.message
 ATTEMPTS = 5
 
 
@@ -333,7 +334,11 @@ def main(argv: list[str]) -> int:
     try:
         files, size = (fetch if mode == "fetch" else upload)(config, root)
     except Failed as e:
-        say(f"{'inputs' if mode == 'fetch' else 'outputs'}: {e}")
+        reason = f"{'inputs' if mode == 'fetch' else 'outputs'}: {e}"
+        say(reason)
+        if os.path.isfile(TERMINATION_LOG):  # the kubelet's, mounted into the container
+            with open(TERMINATION_LOG, "w") as f:
+                f.write(reason[:4000])
         return 1
     say(f"{'fetched' if mode == 'fetch' else 'uploaded'} {files} file(s), {size} bytes, checked")
     return 0
