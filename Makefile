@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find client workers profiles -type f -not -path '*/__pycache__/*')
 
-.PHONY: install system-deps lint typecheck test pytest demo bench clean
+.PHONY: install system-deps lint typecheck test pytest demo bench bench-s3 clean
 
 install: system-deps $(STAMP)
 
@@ -40,6 +40,9 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/core.py
+
+bench-s3: install
+	$(BIN)/python bench/s3.py
 
 clean:
 	rm -rf build dist .devstack .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -167,13 +167,26 @@ def worker(
     is_flag=True,
     help="Submit despite BLOCK findings, where the profile allows overrides.",
 )
+@click.option(
+    "--input", "inputs", multiple=True, metavar="PATH",
+    help="A local file or directory staged into the job's work directory (repeatable).",
+)  # fmt: skip
+@click.option(
+    "--output", "outputs", multiple=True, metavar="GLOB",
+    help="Files of the work directory to keep in S3, e.g. 'results/**' (repeatable).",
+)  # fmt: skip
+@click.option("--run-id", default=None, help="Groups jobs' files in storage.")
 @click.option("--wait/--no-wait", default=False, help="Follow stdout, then print the record.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} instead of the id.')
 @pass_connection
 def submit(connection: Connection, cluster: str, command: tuple[str, ...],
            spec_file: str | None, name: str, array: str | None, tags: tuple[str, ...],
-           env: tuple[str, ...], allow_policy_risk: bool, wait: bool) -> None:  # fmt: skip
+           env: tuple[str, ...], allow_policy_risk: bool, inputs: tuple[str, ...],
+           outputs: tuple[str, ...], run_id: str | None, wait: bool,
+           as_json: bool) -> None:  # fmt: skip
     """Submit COMMAND (run by /bin/sh -c when it is one word, as argv otherwise), or a
-    spec file with --spec. Prints the job id."""
+    spec file with --spec. Prints the job id. Inputs are uploaded first, with a
+    progress bar on a terminal."""
     if bool(command) == bool(spec_file):
         raise click.UsageError("give either COMMAND or --spec FILE")
     variables = dict(item.split("=", 1) for item in env if "=" in item)
@@ -185,9 +198,17 @@ def submit(connection: Connection, cluster: str, command: tuple[str, ...],
                 "tags": list(tags), "env": variables}  # fmt: skip
         if array:
             spec["array"] = array
+    files = {"inputs": list(inputs), "outputs": list(outputs)} | (
+        {"run_id": run_id} if run_id else {}
+    )
+    if inputs or outputs or run_id:
+        given = validate_job_spec(spec).model_dump(mode="json", exclude_defaults=True)
+        files["inputs"] = given.get("inputs", []) + files["inputs"]
+        files["outputs"] = given.get("outputs", []) + files["outputs"]
+        spec = {**given, **files}
     gateway = connection.gateway()
     job = gateway.submit(validate_job_spec(spec), cluster, allow_policy_risk=allow_policy_risk)
-    click.echo(job.id)
+    click.echo(json.dumps({"id": job.id}) if as_json else job.id)
     if wait:
         _follow(job)
         _print_record(job.wait())
@@ -290,6 +311,40 @@ def logs(connection: Connection, job_id: str, stderr: bool, follow: bool,
     stream: Stream = "stderr" if stderr else "stdout"
     for chunk in connection.gateway().job(job_id).logs(stream, follow=follow, index=index):
         click.echo(chunk, nl=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with object keys).")
+@pass_connection
+def outputs(connection: Connection, job_id: str, as_json: bool) -> None:
+    """List the files a finished job kept in S3: path, size, sha256 (nothing downloaded)."""
+    job = connection.gateway().job(job_id)
+    files = job.outputs()
+    if as_json:
+        click.echo(json.dumps([f.model_dump(mode="json") for f in files], indent=2))
+        return
+    for f in files:
+        click.echo(f"{f.size:>12}  {f.sha256[:16]}  {f.path}")
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--pattern", default=None, metavar="GLOB", help="Only outputs matching it.")
+@click.option("--overwrite", is_flag=True, help="Replace files that exist in DEST.")
+@click.option("--no-logs", "no_logs", is_flag=True, help="Leave stdout/stderr out.")
+@click.option("--partial", is_flag=True, help="Take what was kept of incomplete outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the paths as a JSON list.")
+@pass_connection
+def retrieve(connection: Connection, job_id: str, dest: str, pattern: str | None,
+             overwrite: bool, no_logs: bool, partial: bool, as_json: bool) -> None:  # fmt: skip
+    """Download a job's outputs (and logs) into DEST, each checked against its sha256;
+    a progress bar on a terminal. Prints the local paths."""
+    job = connection.gateway().job(job_id)
+    paths = job.retrieve(dest, pattern=pattern, overwrite=overwrite, logs=not no_logs,
+                         partial=partial)  # fmt: skip
+    click.echo(json.dumps([str(p) for p in paths]) if as_json else "\n".join(map(str, paths)))
 
 
 @main.command()

@@ -79,6 +79,10 @@ class OutputsIncompleteError(JobgateError):
     says why) and the gateway retries it."""
 
 
+class DestinationExistsError(JobgateError, FileExistsError):
+    """A retrieve would replace a local file; pass overwrite=True (--overwrite) to allow it."""
+
+
 class PolicyBlockedError(JobgateError):
     """The cluster's policy blocks the job; `findings` says why."""
 

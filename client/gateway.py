@@ -40,6 +40,7 @@ from jobgate.client.credentials import is_sensitive_name, redact_sensitive_map
 from jobgate.client.errors import (
     BrokerUnavailableError,
     ClusterNotServedWarning,
+    DestinationExistsError,
     JobgateError,
     JobTimeoutError,
     OutputsIncompleteError,
@@ -514,7 +515,9 @@ class Job:
         for f in wanted:
             target = _inside(root, f.path)
             if target.exists() and not overwrite:
-                raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+                raise DestinationExistsError(
+                    f"{target} exists; pass overwrite=True (--overwrite) to replace it"
+                )
             items.append((urls[f.key], target, f.size, f.sha256))
         for _, target, _, _ in items:
             target.parent.mkdir(parents=True, exist_ok=True)

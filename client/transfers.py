@@ -151,7 +151,8 @@ class PartUploader:
 
     def __init__(self, urls: dict[int, str], part_size: int, label: str) -> None:
         self._urls, self._part_size, self._label = urls, part_size, label
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._filled = 0
         self._number = 0
         self._pool = ThreadPoolExecutor(PARTS_IN_FLIGHT, thread_name_prefix="jobgate-upload")
         self._slots = threading.BoundedSemaphore(PARTS_IN_FLIGHT * 2)
@@ -163,10 +164,14 @@ class PartUploader:
         return self._number
 
     def write(self, data: bytes) -> int:
-        self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            self._send(bytes(self._buffer[: self._part_size]))
-            del self._buffer[: self._part_size]
+        self._chunks.append(bytes(data))
+        self._filled += len(data)
+        if self._filled >= self._part_size:
+            held = b"".join(self._chunks)
+            while len(held) >= self._part_size:
+                self._send(held[: self._part_size])
+                held = held[self._part_size :]
+            self._chunks, self._filled = [held], len(held)
         return len(data)
 
     def flush(self) -> None:
@@ -195,9 +200,9 @@ class PartUploader:
     def close(self) -> None:
         """Send the last part and wait for every part; the first failure is raised."""
         try:
-            if self._buffer or self._number == 0:
-                self._send(bytes(self._buffer))
-                self._buffer.clear()
+            if self._filled or self._number == 0:
+                self._send(b"".join(self._chunks))
+                self._chunks, self._filled = [], 0
             for future in self._sent:
                 future.result()
         finally:

@@ -20,6 +20,7 @@ from jobgate.client import Gateway
 from jobgate.workers.backends.local_processes import JobProcesses, end_jobs
 from scripts import devstack
 from tests.emulators.kubernetes.kubeemu import KubeApiServer
+from tests.support.harness import BackendHarness
 from tests.support.kubernetes import NAMESPACE, KubernetesHarness
 from tests.support.local import LocalHarness, kill_jobs, write_local_profile
 from tests.support.lsf import LsfEmulator, LsfHarness
@@ -180,6 +181,14 @@ def lsf_backend(
     lsf: LsfEmulator, gateway: Gateway, start_worker: WorkerFactory, tmp_path: Path
 ) -> LsfHarness:
     return LsfHarness(lsf, gateway=gateway, start_worker=start_worker, tmp_path=tmp_path)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> BackendHarness:
+    """The harness of the backend a test is parametrized with, indirectly ("local",
+    "slurm", "lsf", "kubernetes": the `<name>_backend` fixtures above)."""
+    harness: BackendHarness = request.getfixturevalue(f"{request.param}_backend")
+    return harness
 
 
 @pytest.fixture

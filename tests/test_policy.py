@@ -132,14 +132,18 @@ def test_requests_different_from_limits_warn() -> None:
     assert "requests-limits-mismatch" not in codes(quiet)
 
 
-def test_options_for_another_backend_warn_and_staging_blocks() -> None:
+def test_options_for_another_backend_warn_and_files_without_storage_block() -> None:
     found = codes(evaluate_policy(spec(lsf={"directives": ["-x"]}, outputs=["a.txt"]), profile()))
     assert found["options-ignored"] is WARN
     assert found["storage-missing"] is BLOCK
+    stored = profile_from_data(
+        {"name": "c", "backend": "slurm", "storage": {"prefix": "s3://bucket/jobs"}}
+    )
+    assert "storage-missing" not in codes(evaluate_policy(spec(outputs=["a.txt"]), stored))
     with_storage = profile_from_data({"name": "c", "backend": "kubernetes",
                                       "storage": {"prefix": "s3://bucket/jobs"}})  # fmt: skip
     staged = spec(image="python:3.11", inputs=["./a"], outputs=["b/**"])
-    assert blocking(evaluate_policy(staged, with_storage)) == []
+    assert blocking(evaluate_policy(staged, with_storage)) == []  # Kubernetes stages too
 
 
 def test_nothing_ran_is_told_apart_from_all_passed() -> None:

@@ -4,9 +4,7 @@ job record, not the result backend, not any value in Redis once the job is done.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery.result import AsyncResult
@@ -14,29 +12,11 @@ from celery.result import AsyncResult
 from jobgate.client import Gateway, JobSpec, JobStatus, SpecInvalidError
 from scripts import devstack
 from tests.support.cli import jobgate
+from tests.support.redis_dump import tenant_values
 from tests.support.waiting import TIMEOUT_S, wait_for
 from tests.support.workers import ProfileFactory, WorkerFactory
 
 TOKEN, PASSWORD = "tok-LEAK-1f0a", "pw-LEAK-2c9e"
-
-
-def _all_values(gateway: Gateway) -> str:
-    """Every value of every key of the tenant, as text (keys that expire meanwhile skipped)."""
-    r = gateway.store.redis
-    readers: dict[str, Callable[[str], Any]] = {
-        "string": r.get,
-        "hash": r.hgetall,
-        "list": lambda key: r.lrange(key, 0, -1),
-        "set": r.smembers,
-        "zset": lambda key: r.zrange(key, 0, -1),
-        "stream": r.xrange,
-    }
-    dump = []
-    for key in r.scan_iter(match=f"jobgate:{gateway.tenant}:*", count=1000):
-        kind = str(r.type(key))
-        if kind != "none":
-            dump.append(f"{key} {readers[kind](key)}")
-    return "\n".join(dump)
 
 
 def test_a_secret_reaches_the_job_and_nothing_else(
@@ -75,7 +55,7 @@ def test_a_secret_reaches_the_job_and_nothing_else(
         places = {
             "job record": record.model_dump_json(),
             "result backend": json.dumps(final),
-            "redis values": _all_values(gateway),
+            "redis values": tenant_values(gateway),
             "worker log": worker.log_text(),
             "flower tasks": wait_for(flower_tasks, what="Flower to see the tasks"),
             "jobgate status": jobgate(gateway, "status", job.id).stdout,

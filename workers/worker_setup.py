@@ -26,13 +26,14 @@ from jobgate.client.clock import ServerClock
 from jobgate.client.clusters import publish_worker
 from jobgate.client.connection import connect, tenant_from_env, url_from_env
 from jobgate.client.coordination import Coordination
-from jobgate.client.errors import BrokerUnavailableError
+from jobgate.client.errors import BrokerUnavailableError, StorageError
 from jobgate.client.keys import Keys
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.workers.backends import get_backend
 from jobgate.workers.broker import install_transports
 from jobgate.workers.runtime import served_profiles
 from jobgate.workers.secret_handling import install_log_scrubbing
+from jobgate.workers.staging.s3 import JobStorage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> Non
     visibility_s = conf.broker_transport_options["visibility_timeout"]
     for profile in profiles.values():
         get_backend(profile)
+        if profile.storage is not None:
+            _check_storage(JobStorage(profile.storage, profile.name))
         if profile.poll_interval_max_s * 10 > visibility_s:
             log.warning(
                 "profile %s: poll_interval_max_s %g is not far below the broker's visibility "
@@ -67,6 +70,16 @@ def _serve_profiles(sender: str, instance: Any, conf: Any, **kwargs: Any) -> Non
         )
     queues.deselect(others)
     log.info("serving clusters: %s", ", ".join(sorted(profiles)))
+
+
+def _check_storage(storage: JobStorage) -> None:
+    """Say at start when a cluster's bucket cannot be reached (S3 may be down for now, so
+    the worker starts anyway). Building the storage here loads boto3 before the pool
+    forks and turns a missing credential reference into an error at start."""
+    try:
+        storage.call(f"checking bucket {storage.bucket}", "head_bucket", Bucket=storage.bucket)
+    except StorageError as e:
+        log.warning("cluster %s: %s; its jobs' files cannot move until it can", storage.cluster, e)
 
 
 class Housekeeping(bootsteps.StartStopStep):

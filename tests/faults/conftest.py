@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from scripts import devstack
-from tests.support.harness import BackendHarness
 
 PERSISTENCE = {
     "none": "save ''\nappendonly no\n",
@@ -35,11 +34,3 @@ def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[devsta
 @pytest.fixture
 def redis_url(own_redis: devstack.RedisServer) -> str:
     return own_redis.url
-
-
-@pytest.fixture
-def backend(request: pytest.FixtureRequest) -> BackendHarness:
-    """The harness of the backend a test is parametrized with, indirectly ("local",
-    "slurm", "lsf", "kubernetes": the root conftest's `<name>_backend` fixtures)."""
-    harness: BackendHarness = request.getfixturevalue(f"{request.param}_backend")
-    return harness

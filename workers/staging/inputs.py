@@ -96,13 +96,15 @@ def _complete(storage: JobStorage, where: Any, parts: int) -> dict[str, Any]:
         if not reply.get("IsTruncated"):
             break
         marker = int(reply["NextPartNumberMarker"])
-    numbers = sorted(int(p["PartNumber"]) for p in held if int(p["PartNumber"]) <= parts)
-    if numbers != list(range(1, parts + 1)):
-        missing = sorted(set(range(1, parts + 1)) - set(numbers))
+    # A part sent twice is listed twice by some S3 servers (SeaweedFS): the later one counts.
+    latest: dict[int, dict[str, Any]] = {}
+    for part in sorted(held, key=lambda p: p.get("LastModified") or 0):
+        if int(part["PartNumber"]) <= parts:
+            latest[int(part["PartNumber"])] = part
+    missing = sorted(set(range(1, parts + 1)) - set(latest))
+    if missing:
         raise StorageError(f"the upload of {where} lacks part(s) {missing[:10]}")
-    chosen = sorted(
-        (p for p in held if int(p["PartNumber"]) <= parts), key=lambda p: int(p["PartNumber"])
-    )
+    chosen = [latest[n] for n in range(1, parts + 1)]
     storage.call(
         f"completing the upload of {where}",
         "complete_multipart_upload",
