@@ -250,13 +250,6 @@ def _staging(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
             f"cluster {profile.name} has no storage for inputs and outputs: its profile needs "
             "a storage block (prefix: s3://bucket/path)",
         )
-    elif isinstance(profile, KubernetesProfile):
-        yield _finding(
-            "staging-unavailable",
-            PolicyLevel.BLOCK,
-            "this version of jobgate stages inputs and outputs on local, Slurm and LSF "
-            "clusters, not yet on Kubernetes",
-        )
 
 
 CHECKS: tuple[Check, ...] = (

@@ -233,6 +233,29 @@ class KubernetesSettings(StrictModel):
     credentials_refresh_s: float = Field(
         default=300.0, gt=0, description="Reload the kubeconfig or service account token."
     )
+    staging_image: OneLine = Field(
+        default="python:3.12-slim",
+        description="Image (with python3) of the containers that fetch a job's inputs and "
+        "upload its outputs.",
+    )
+    staging_work_dir: Annotated[str, StringConstraints(pattern=r"^/[^\x00]*$")] = Field(
+        default="/jobgate/work",
+        description="Where a job with inputs or outputs runs: an emptyDir mounted there.",
+    )
+    staging_upload_grace_s: int = Field(
+        default=600,
+        ge=30,
+        le=24 * 3600,
+        description="The pod's terminationGracePeriodSeconds: how long the uploader has "
+        "once the job's container ended.",
+    )
+    staging_url_expires_s: int = Field(
+        default=24 * 3600,
+        ge=600,
+        le=7 * 24 * 3600,
+        description="How long the pod's presigned URLs work, plus the job's walltime for "
+        "the upload policy (at most 7 days, SigV4's limit).",
+    )
 
 
 class DefaultResources(StrictModel):

@@ -3,6 +3,7 @@ same errors against the API server emulator."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,3 +67,22 @@ def test_same_refusals(transport: tuple[ClusterApi, KubeApiServer]) -> None:
     api.set_rules([])
     with pytest.raises(BackendError, match="RBAC: the worker's account may not list"):
         cluster.list_jobs(NAMESPACE, "t=1")
+
+
+def test_a_secret_is_created_replaced_and_deleted(
+    transport: tuple[ClusterApi, KubeApiServer],
+) -> None:
+    cluster, api = transport
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "s-staging", "namespace": NAMESPACE},
+              "stringData": {"fetch": '{"url": "one"}'}}  # fmt: skip
+    cluster.put_secret(NAMESPACE, secret)
+    cluster.put_secret(NAMESPACE, {**secret, "stringData": {"fetch": "two"}})  # a retried submit
+    stored = api.secret(NAMESPACE, "s-staging")
+    assert stored is not None
+    assert "stringData" not in stored
+    assert base64.b64decode(stored["data"]["fetch"]) == b"two"
+    assert stored["metadata"].get("annotations") is None  # no last-applied copy of the values
+    cluster.delete_secret(NAMESPACE, "s-staging")
+    cluster.delete_secret(NAMESPACE, "s-staging")  # already gone: fine
+    assert api.secret(NAMESPACE, "s-staging") is None

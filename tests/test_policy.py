@@ -8,7 +8,7 @@ import pytest
 
 from jobgate.client import JobSpec
 from jobgate.client.models import PolicyFinding, PolicyLevel
-from jobgate.client.policy import evaluate_policy, summarize_preflight
+from jobgate.client.policy import blocking, evaluate_policy, summarize_preflight
 from jobgate.client.profile_schema import ClusterProfile, profile_from_data
 
 BLOCK, WARN, PASS = PolicyLevel.BLOCK, PolicyLevel.WARN, PolicyLevel.PASS
@@ -140,6 +140,10 @@ def test_options_for_another_backend_warn_and_files_without_storage_block() -> N
         {"name": "c", "backend": "slurm", "storage": {"prefix": "s3://bucket/jobs"}}
     )
     assert "storage-missing" not in codes(evaluate_policy(spec(outputs=["a.txt"]), stored))
+    with_storage = profile_from_data({"name": "c", "backend": "kubernetes",
+                                      "storage": {"prefix": "s3://bucket/jobs"}})  # fmt: skip
+    staged = spec(image="python:3.11", inputs=["./a"], outputs=["b/**"])
+    assert blocking(evaluate_policy(staged, with_storage)) == []  # Kubernetes stages too
 
 
 def test_nothing_ran_is_told_apart_from_all_passed() -> None:

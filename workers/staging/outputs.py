@@ -58,7 +58,11 @@ def keep_outputs(ctx: ClusterContext, record: JobRecord) -> Kept:
     if storage is None:
         return _not_kept(f"cluster {ctx.name} has no storage")
     if not isinstance(backend, FileBackend):
-        return _not_kept(f"the {backend.kind} backend does not keep outputs in S3")
+        keep = getattr(backend, "keep_outputs", None)  # a backend whose jobs stage their own
+        if keep is None:
+            return _not_kept(f"the {backend.kind} backend does not keep outputs in S3")
+        kept: Kept = keep(ctx, record)
+        return kept
     directory = backend.job_directory(record.id)
     if not directory.is_dir():
         return _not_kept(f"the job's directory {directory} is gone")

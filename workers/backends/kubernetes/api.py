@@ -43,6 +43,10 @@ class ClusterApi(Protocol):
 
     def delete_job(self, namespace: str, name: str) -> None: ...
 
+    def put_secret(self, namespace: str, manifest: dict[str, Any]) -> None: ...
+
+    def delete_secret(self, namespace: str, name: str) -> None: ...
+
     def pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes: ...
@@ -198,6 +202,31 @@ class ClientApi:
 
         self._call("delete", "jobs.batch", namespace, delete)
 
+    def put_secret(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """Create the Secret, or replace the one an earlier attempt left under its name."""
+        _check_namespace(manifest, namespace)
+        name = str(manifest["metadata"]["name"])
+
+        def put(c: Any) -> None:
+            try:
+                self._core(c).create_namespaced_secret(namespace, manifest, **self._raw)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                self._core(c).replace_namespaced_secret(name, namespace, manifest, **self._raw)
+
+        self._call("create", "secrets", namespace, put)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        def delete(c: Any) -> None:
+            try:
+                self._core(c).delete_namespaced_secret(name, namespace, **self._raw)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+
+        self._call("delete", "secrets", namespace, delete)
+
     def pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None
     ) -> bytes:
@@ -292,6 +321,25 @@ class KubectlApi:
         self._run("delete", "jobs.batch", namespace,
                   ["delete", "job", name, "-n", namespace, "--ignore-not-found",
                    "--cascade=background", "--wait=false"])  # fmt: skip
+
+    def put_secret(self, namespace: str, manifest: dict[str, Any]) -> None:
+        """create, or replace (not apply: its last-applied annotation would copy the
+        Secret's values into the object's metadata)."""
+        _check_namespace(manifest, namespace)
+        body = json.dumps(manifest)
+        try:
+            self._run("create", "secrets", namespace, ["create", "-n", namespace, "-f", "-"],
+                      input_text=body)  # fmt: skip
+        except BackendError as e:
+            if "AlreadyExists" not in str(e) and "already exists" not in str(e):
+                raise
+            self._run("update", "secrets", namespace, ["replace", "-n", namespace, "-f", "-"],
+                      input_text=body)  # fmt: skip
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        self._run("delete", "secrets", namespace,
+                  ["delete", "secret", name, "-n", namespace, "--ignore-not-found",
+                   "--wait=false"])  # fmt: skip
 
     def pod_log(
         self, namespace: str, pod: str, container: str, limit_bytes: int | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobStatus, Observation
@@ -24,9 +24,12 @@ from jobgate.workers.backends.kubernetes.manifest import (
     LABEL_JOB_ID,
     LABEL_MANAGED_BY,
     MANAGED_BY,
+    job_labels,
     label_value,
     namespace_of,
     render_job_manifest,
+    render_staging_secret,
+    staging_secret_name,
 )
 from jobgate.workers.backends.kubernetes.status import (
     IMAGE_ERRORS,
@@ -37,6 +40,12 @@ from jobgate.workers.backends.kubernetes.status import (
     started_finished,
     timestamp,
 )
+
+if TYPE_CHECKING:
+    from jobgate.client.models import JobRecord
+    from jobgate.workers.context import ClusterContext
+    from jobgate.workers.staging.outputs import Kept
+    from jobgate.workers.staging.s3 import JobStorage
 
 log = logging.getLogger(__name__)
 DELETED_OUTSIDE = "deleted outside jobgate"
@@ -71,6 +80,7 @@ class KubernetesBackend(Backend[KubernetesProfile]):
         super().__init__(profile)
         self.settings = profile.kubernetes
         self.api = connect(self.settings)
+        self._storage: JobStorage | None = None
 
     def _selector(self) -> str:
         return f"{LABEL_MANAGED_BY}={MANAGED_BY},{LABEL_CLUSTER}={label_value(self.profile.name)}"
@@ -87,7 +97,41 @@ class KubernetesBackend(Backend[KubernetesProfile]):
             job.spec, self.profile, job.job_id, tenant=job.tenant, owner=job.owner
         )
         namespace = namespace_of(job.spec, self.settings)
-        return f"{namespace}/{self.api.create_job(namespace, manifest)}"
+        staged = bool(job.spec.inputs or job.spec.outputs)
+        if staged:
+            self._put_staging_secret(job, namespace, manifest["metadata"]["name"])
+        try:
+            return f"{namespace}/{self.api.create_job(namespace, manifest)}"
+        except BackendError as e:
+            if staged and not e.transient:
+                self.api.delete_secret(namespace, staging_secret_name(manifest["metadata"]["name"]))
+            raise
+
+    # -- job files (staging.py) -------------------------------------------------------
+
+    def _put_staging_secret(self, job: JobSubmission, namespace: str, name: str) -> None:
+        """The Secret with the pod's presigned URLs, before the Job that reads it."""
+        from jobgate.workers.backends.kubernetes.staging import staging_data
+
+        if self.profile.storage is None:
+            raise BackendError(f"cluster {self.profile.name} has no storage for job files")
+        if self._storage is None:
+            from jobgate.workers.staging.s3 import JobStorage
+
+            self._storage = JobStorage(self.profile.storage, self.profile.name)
+        data = staging_data(self._storage, self.settings, job.job_id, job.spec)
+        labels = job_labels(self.profile, job.job_id, job.tenant, job.owner)
+        self.api.put_secret(namespace, render_staging_secret(name, namespace, labels, data))
+
+    def keep_outputs(self, ctx: ClusterContext, record: JobRecord) -> Kept:
+        """What the job's uploader kept (outputs.keep_outputs asks the backend)."""
+        from jobgate.workers.backends.kubernetes.staging import keep_outputs
+
+        return keep_outputs(ctx, record)
+
+    def drop_staging_secret(self, backend_id: str) -> None:
+        namespace, name = _split(backend_id)
+        self.api.delete_secret(namespace, staging_secret_name(name))
 
     def find(self, job_id: str) -> str | None:
         """Nothing to look up before a submit: creating a Job whose name exists already

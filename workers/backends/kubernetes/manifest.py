@@ -8,6 +8,7 @@ strict). Values go into dict fields, never into YAML text.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from jobgate.client.errors import BackendError
@@ -27,6 +28,14 @@ _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]+")
 SCRIPT_PATH = "/tmp/jobgate-script"  # noqa: S108 - inside the job's own container
 #: The variable that carries a `script` spec into the container.
 SCRIPT_ENV = "JOBGATE_SCRIPT"
+#: The staging program, run as ``python3 -c`` in the pod's staging containers.
+STAGER_SOURCE = (Path(__file__).parent / "stager.py").read_text(encoding="utf-8")
+#: The staging containers, the work volume, and the variable of the staging Secret.
+FETCH_CONTAINER, UPLOAD_CONTAINER, WORK_VOLUME = "jobgate-fetch", "jobgate-upload", "jobgate-work"
+STAGING_ENV = "JOBGATE_STAGING"
+#: What a staging container asks for (it copies files: little CPU, bounded memory).
+STAGING_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"},
+                     "limits": {"memory": "512Mi"}}  # fmt: skip
 
 
 def label_value(text: str) -> str:
@@ -170,6 +179,81 @@ def ttl_after_finished_s(profile: KubernetesProfile) -> int:
     return max(3600, int(10 * profile.poll_interval_max_s))
 
 
+def work_dir_of(spec: JobSpec, settings: KubernetesSettings) -> str:
+    """Where a job with inputs or outputs runs (its spec gives no working_dir): an
+    emptyDir the staging containers share."""
+    return settings.staging_work_dir
+
+
+def staging_secret_name(name: str) -> str:
+    """The Secret that carries a job's presigned URLs (named after its Job)."""
+    return f"{name}-staging"
+
+
+def _staging_container(
+    name: str, mode: str, settings: KubernetesSettings, work_dir: str, secret: str, key: str
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": settings.staging_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python3", "-c", STAGER_SOURCE, mode, work_dir],
+        "env": [{"name": STAGING_ENV, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}],
+        "resources": STAGING_RESOURCES,
+        "volumeMounts": [{"name": WORK_VOLUME, "mountPath": work_dir, "readOnly": mode != "fetch"}],
+    }
+
+
+def _add_staging(
+    pod: dict[str, Any],
+    container: dict[str, Any],
+    spec: JobSpec,
+    settings: KubernetesSettings,
+    name: str,
+) -> None:
+    """The work directory as an emptyDir; an init container that fetches the inputs into
+    it, and a native sidecar (an init container that restarts "Always") that uploads the
+    outputs when the kubelet stops it, after the job's container ended."""
+    work_dir, secret = work_dir_of(spec, settings), staging_secret_name(name)
+    pod["volumes"] = [*pod.get("volumes", []), {"name": WORK_VOLUME, "emptyDir": {}}]
+    container["volumeMounts"] = [
+        *container.get("volumeMounts", []),
+        {"name": WORK_VOLUME, "mountPath": work_dir},
+    ]
+    init: list[dict[str, Any]] = []
+    if spec.inputs:
+        init.append(_staging_container(FETCH_CONTAINER, "fetch", settings, work_dir, secret,
+                                       "fetch"))  # fmt: skip
+    if spec.outputs:
+        uploader = _staging_container(UPLOAD_CONTAINER, "sidecar", settings, work_dir, secret,
+                                      "upload")  # fmt: skip
+        ready = f"/tmp/jobgate-uploader-ready-{name}"  # noqa: S108 - the uploader's own /tmp
+        uploader["command"].append(ready)
+        # Started means waiting for SIGTERM: the job's container must not end before.
+        probe = ["python3", "-c", f"import os, sys; sys.exit(not os.path.exists({ready!r}))"]
+        uploader["startupProbe"] = {"exec": {"command": probe}, "periodSeconds": 1,
+                                    "failureThreshold": 120}  # fmt: skip
+        init.append({**uploader, "restartPolicy": "Always"})
+        pod["terminationGracePeriodSeconds"] = settings.staging_upload_grace_s
+    pod["initContainers"] = init
+
+
+def render_staging_secret(name: str, namespace: str, labels: dict[str, str],
+                          data: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The v1 Secret of a job's staging containers: `data` by key ("fetch", "upload")."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": staging_secret_name(name),
+            "namespace": namespace,
+            "labels": labels,
+        },
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
 def render_job_manifest(
     spec: JobSpec, profile: KubernetesProfile, job_id: str, *, tenant: str = "", owner: str = ""
 ) -> dict[str, Any]:
@@ -195,6 +279,9 @@ def render_job_manifest(
     }
     if spec.working_dir:
         container["workingDir"] = spec.working_dir
+    stages = bool(spec.inputs or spec.outputs)
+    if stages:
+        container["workingDir"] = work_dir_of(spec, settings)
     if options and options.privileged:
         container["securityContext"] = {"privileged": True}
     volumes = [*_overridden(override, settings, "volumes"), *(options.volumes if options else [])]
@@ -204,6 +291,8 @@ def render_job_manifest(
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
     if volumes:
         pod["volumes"] = [_volume(v) for v in volumes]
+    if stages:
+        _add_staging(pod, container, spec, settings, job_name(profile, job_id))
     node_selector = {**((override and override.node_selector) or settings.node_selector),
                      **(options.node_selector if options else {})}  # fmt: skip
     if node_selector:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from . import errors, jobs, naming, patch, pods
+from . import errors, jobs, naming, patch, pods, secrets
 from .cluster import Cluster, new_namespace, stamp
-from .resources import JOBS, NAMESPACES, PODS, ResourceType
+from .resources import JOBS, NAMESPACES, PODS, SECRETS, ResourceType
 
 JsonObj = dict[str, Any]
 
@@ -73,6 +73,10 @@ def prepare_new(cluster: Cluster, rt: ResourceType, namespace: str, body: Any) -
         if causes:
             raise errors.invalid(rt, name, causes)
         obj["status"] = pods.initial_status(obj)
+    elif rt is SECRETS:
+        causes = secrets.normalize(obj)
+        if causes:
+            raise errors.invalid(rt, name, causes)
     elif rt is NAMESPACES:
         fresh = new_namespace(name)
         fresh["metadata"]["labels"].update(meta.get("labels") or {})
@@ -130,6 +134,10 @@ def _with_server_fields(rt: ResourceType, old: JsonObj, body: JsonObj, subresour
             )
     elif rt is PODS:
         pods.apply_defaults(new)
+    elif rt is SECRETS:
+        causes = secrets.normalize(new)
+        if causes:
+            raise errors.invalid(rt, meta.get("name", ""), causes)
     if "generation" in old_meta and new.get("spec") != old.get("spec"):
         meta["generation"] = old_meta["generation"] + 1
     return new

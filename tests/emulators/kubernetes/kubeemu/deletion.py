@@ -11,7 +11,7 @@ from typing import Any
 from . import errors, gc, timefmt
 from .cluster import Cluster
 from .crud import get
-from .resources import NAMESPACES, PODS, ResourceType
+from .resources import JOBS, NAMESPACES, PODS, ResourceType
 
 JsonObj = dict[str, Any]
 
@@ -98,9 +98,11 @@ def delete(
         if meta.get("deletionTimestamp"):
             return obj, headers
         policy = options.propagation
-        if policy is None:
+        if policy is None and rt is JOBS:
             headers["Warning"] = DELETE_WARNING
             policy = "Orphan"  # batch/v1 Job's DefaultGarbageCollectionPolicy
+        elif policy is None:
+            policy = "Background"  # the generic registry's default
         if policy == "Background":
             gone = cluster.store.remove(rt, namespace, name)
             uid = meta["uid"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from . import timefmt
 from .cluster import Cluster
-from .resources import JOBS, NAMESPACES, PODS, ResourceType
+from .resources import JOBS, NAMESPACES, PODS, SECRETS, ResourceType
 
 JsonObj = dict[str, Any]
 
@@ -94,7 +94,7 @@ def finish(cluster: Cluster, rt: ResourceType, namespace: str, name: str, policy
 
 
 def delete_namespace_contents(cluster: Cluster, namespace: str) -> None:
-    for rt in (JOBS, PODS):
+    for rt in (JOBS, PODS, SECRETS):
         items, _ = cluster.store.list(rt, namespace)
         for item in items:
             if rt is PODS:

@@ -74,7 +74,16 @@ NAMESPACES = ResourceType(
     verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
 )
 
-ALL = (JOBS, PODS, NAMESPACES)
+SECRETS = ResourceType(
+    group="",
+    version="v1",
+    plural="secrets",
+    singular="secret",
+    kind="Secret",
+    namespaced=True,
+)
+
+ALL = (JOBS, PODS, NAMESPACES, SECRETS)
 BY_GVR = {(rt.group, rt.version, rt.plural): rt for rt in ALL}
 
 

@@ -29,7 +29,7 @@ from .httpd import ApiHTTPServer, RequestLog, RequestRecord
 from .jobctl import JobController
 from .outcomes import Decide, Outcome, OutcomePlayer
 from .processes import ProcessPlayer
-from .resources import JOBS, PODS
+from .resources import JOBS, PODS, SECRETS
 
 JsonObj = dict[str, Any]
 
@@ -209,6 +209,10 @@ class KubeApiServer:
 
     def job(self, namespace: str, name: str) -> JsonObj | None:
         return self.cluster.store.get(JOBS, namespace, name)
+
+    def secret(self, namespace: str, name: str) -> JsonObj | None:
+        """A Secret as stored: ``data`` base64-encoded (``stringData`` folded in)."""
+        return self.cluster.store.get(SECRETS, namespace, name)
 
     def jobs(self, namespace: str | None = None) -> list[JsonObj]:
         return self.cluster.store.list(JOBS, namespace)[0]
