@@ -53,13 +53,18 @@ class Hook:
             self.at_end()
 
 
-def replace_bundle_part(bucket: S3Bucket, make: Callable[[str], bytes]) -> None:
-    """Replace part 1 of the one open bundle upload by `make(job id)`'s bytes."""
+def replace_bundle_upload(bucket: S3Bucket, make: Callable[[str], bytes]) -> None:
+    """Put `make(job id)`'s bytes in S3 in place of the client's bundle: its open upload is
+    aborted and a new one for the same key holds them as its one part, which the
+    worker's `complete` then joins."""
     s3 = bucket.client()
     (upload,) = s3.list_multipart_uploads(Bucket=bucket.bucket)["Uploads"]
-    job_id = upload["Key"].rsplit("/", 1)[1].removesuffix(".tar")
-    s3.upload_part(Bucket=bucket.bucket, Key=upload["Key"], UploadId=upload["UploadId"],
-                   PartNumber=1, Body=make(job_id))  # fmt: skip
+    key = upload["Key"]
+    s3.abort_multipart_upload(Bucket=bucket.bucket, Key=key, UploadId=upload["UploadId"])
+    job_id = key.rsplit("/", 1)[1].removesuffix(".tar")
+    upload_id = s3.create_multipart_upload(Bucket=bucket.bucket, Key=key)["UploadId"]
+    s3.upload_part(Bucket=bucket.bucket, Key=key, UploadId=upload_id, PartNumber=1,
+                   Body=make(job_id))  # fmt: skip
 
 
 def test_s3_cut_off_during_the_upload_fails_it_clearly_and_the_job_is_never_queued(
@@ -131,7 +136,7 @@ def test_a_bundle_altered_in_s3_fails_the_job_with_a_checksum_mismatch(
         bundles.write(members, out, job_id=job_id, run_id=job_id, cluster="local")
         return out.getvalue().replace(b"MARKER-ORIGINAL", b"MARKER-ALTERED!")
 
-    hook = Hook(at_end=lambda: replace_bundle_part(s3_bucket, altered))
+    hook = Hook(at_end=lambda: replace_bundle_upload(s3_bucket, altered))
     job = gateway.submit(JobSpec(name="altered", command="cat data.txt", inputs=[str(data)]),
                          "local", progress=hook)  # fmt: skip
     record = job.wait(timeout_s=60)
@@ -162,7 +167,7 @@ def test_a_hand_made_bundle_climbing_out_of_the_work_directory_is_refused(
                 tar.addfile(info, io.BytesIO(data))
         return out.getvalue()
 
-    hook = Hook(at_end=lambda: replace_bundle_part(s3_bucket, climbing))
+    hook = Hook(at_end=lambda: replace_bundle_upload(s3_bucket, climbing))
     job = gateway.submit(JobSpec(name="climb", command="true", inputs=[str(tmp_path / "x")]),
                          "local", progress=hook)  # fmt: skip
     record = job.wait(timeout_s=60)

@@ -96,9 +96,10 @@ def _complete(storage: JobStorage, where: Any, parts: int) -> dict[str, Any]:
         if not reply.get("IsTruncated"):
             break
         marker = int(reply["NextPartNumberMarker"])
-    # A part sent twice is listed twice by some S3 servers (SeaweedFS): the later one counts.
+    # A part the client sent again (after a lost answer) is listed twice by some S3
+    # servers (SeaweedFS); both copies hold the same bytes, so either may be joined.
     latest: dict[int, dict[str, Any]] = {}
-    for part in sorted(held, key=lambda p: p.get("LastModified") or 0):
+    for part in held:
         if int(part["PartNumber"]) <= parts:
             latest[int(part["PartNumber"])] = part
     missing = sorted(set(range(1, parts + 1)) - set(latest))
