@@ -1,6 +1,7 @@
-"""Job files both ways through a real S3 server: a directory of small files and one
-200 MB file go in, the job checks them and writes outputs in nested folders, and
-`retrieve` brings back exactly the declared outputs, and the logs, with their sha256."""
+"""Job files both ways through a real S3 server, on local, Slurm and LSF: a directory of
+small files and one 200 MB file go in, the job checks them and writes outputs in nested
+folders, and `retrieve` brings back exactly the declared outputs, and the logs, with
+their sha256."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def make_inputs(root: Path) -> tuple[list[str], dict[str, str]]:
     return [str(root / "data"), str(big), str(root / "sums.txt")], sums
 
 
-@pytest.mark.parametrize("backend", ["local", "slurm"], indirect=True)
+@pytest.mark.parametrize("backend", ["local", "slurm", "lsf"], indirect=True)
 def test_inputs_go_in_and_exactly_the_declared_outputs_and_the_logs_come_back(
     staged: StagedBackend, tmp_path: Path
 ) -> None:
