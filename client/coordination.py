@@ -89,6 +89,13 @@ class Coordination:
         lock, or with its holder alive."""
         return self._held(self.keys.submit_lock(job_id), ttl_s, wait_s=wait_s, renewed=True)
 
+    def outputs_lock(self, job_id: str, ttl_s: float) -> contextlib.AbstractContextManager[bool]:
+        """Held while a job's outputs are uploaded and recorded (renewed, like the submit
+        lock); yields whether taken. The finalize of a polling step and that of a
+        reconcile may meet on one job: the second to come finds the lock held and leaves
+        the job to the first."""
+        return self._held(self.keys.outputs_lock(job_id), ttl_s, renewed=True)
+
     @contextlib.contextmanager
     def _held(
         self, key: str, ttl_s: float, *, wait_s: float = 0.0, renewed: bool = False

@@ -20,8 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from celery import Celery
+from celery import Celery, states
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult
 from pydantic import TypeAdapter, ValidationError
 
 from jobgate.client import bundle, errors, ids, routing, transfers
@@ -73,6 +74,7 @@ _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
 LOG_CHUNK_BYTES = routing.LOGS_MAX_BYTES
 STAGE_TIMEOUT_S = 60.0
+ANSWER_CHECK_S = 2.0
 UNQUEUED_RETENTION_S = 7 * 24 * 3600
 Stream = Literal["stdout", "stderr"]
 
@@ -354,7 +356,7 @@ class Gateway:
         with broker_errors(self.store.url):
             result = self.celery.send_task(task, args=list(args), queue=queue, headers=headers)
             try:
-                answer = result.get(timeout=timeout_s, propagate=False)
+                answer = _answer(result, timeout_s)
             except CeleryTimeoutError as e:
                 raise JobTimeoutError(
                     f"no worker serving cluster {cluster!r} (queue {queue}) answered {task} "
@@ -535,6 +537,26 @@ class Job:
             routing.CANCEL, [self.id], self.cluster, timeout_s=timeout_s, expires=False
         )
         return JobRecord.model_validate(answer["record"])
+
+
+def _answer(result: AsyncResult[Any], timeout_s: float) -> Any:
+    """The task's answer, within `timeout_s` (else Celery's TimeoutError).
+
+    Celery's result consumer waits for the notification the worker publishes with the
+    answer; a notification published while the client's subscription was down (Redis
+    restarting) is lost for good, while the stored answer is not. So every
+    ANSWER_CHECK_S of waiting the stored answer is read as well.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        wait_s = max(0.001, min(ANSWER_CHECK_S, deadline - time.monotonic()))
+        try:
+            return result.get(timeout=wait_s, propagate=False)
+        except CeleryTimeoutError:
+            if result.state in states.READY_STATES:  # read from the store: now cached
+                return result.get(propagate=False)
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _inside(root: Path, path: str) -> Path:

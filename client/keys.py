@@ -143,6 +143,9 @@ class Keys:
     def submit_lock(self, job_id: str) -> str:
         return f"{self.prefix}submitting:{job_id}"
 
+    def outputs_lock(self, job_id: str) -> str:
+        return f"{self.prefix}keeping-outputs:{job_id}"
+
     def submit_attempts(self, job_id: str) -> str:
         """How many deliveries of a job's submit started and have not ended."""
         return f"{self.submit_lock(job_id)}:attempts"

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: How long after a failed outputs upload reconcile tries again.
 OUTPUTS_RETRY_S = 10.0
+#: The outputs lock's time to live; its holder renews it while an upload lasts.
+OUTPUTS_LOCK_S = 30.0
 
 
 def finalize(ctx: ClusterContext, job_id: str) -> None:
@@ -38,7 +40,12 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
         store.mark_finalized(job_id)
         return
     if stages_files(record) and record.outputs is None:
-        record = record_outputs(ctx, record, keep_outputs(ctx, record))
+        with ctx.coordination.outputs_lock(job_id, OUTPUTS_LOCK_S) as taken:
+            if not taken:
+                return  # another finalize keeps them, and finishes the job
+            record = store.get(job_id)  # what a finalize that held the lock before kept
+            if record.outputs is None:
+                record = record_outputs(ctx, record, keep_outputs(ctx, record))
     store_result(ctx, record)
     store.drop_secrets(job_id)
     store.mark_finalized(job_id)
@@ -81,12 +88,18 @@ def retry_outputs(ctx: ClusterContext) -> int:
     jobs have theirs complete now."""
     store, done = ctx.store, 0
     for job_id in store.due(OUTPUTS_RETRY, ctx.name, store.now()):
-        try:
-            record = store.get(job_id)
-        except JobNotFoundError:
-            store.done(OUTPUTS_RETRY, ctx.name, job_id)
-            continue
-        record = record_outputs(ctx, record, keep_outputs(ctx, record))
+        with ctx.coordination.outputs_lock(job_id, OUTPUTS_LOCK_S) as taken:
+            if not taken:
+                continue
+            try:
+                record = store.get(job_id)
+            except JobNotFoundError:
+                store.done(OUTPUTS_RETRY, ctx.name, job_id)
+                continue
+            if record.outputs is not None and record.outputs.complete:
+                store.done(OUTPUTS_RETRY, ctx.name, job_id)
+                continue
+            record = record_outputs(ctx, record, keep_outputs(ctx, record))
         store_result(ctx, record)
         if record.outputs is not None and record.outputs.complete:
             log.info("job %s: outputs kept on a retry", job_id)

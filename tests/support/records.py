@@ -38,9 +38,10 @@ def make_record(
     owner: str = "ann",
     name: str = "job",
     tags: tuple[str, ...] = (),
+    **spec: Any,
 ) -> JobRecord:
     """A NEW job record written to the store as a submit would write it, with no message
-    queued: nothing runs it unless the test says so."""
+    queued: nothing runs it unless the test says so. `spec` adds JobSpec fields."""
     job_id = ids.new_job_id(created_s)
     at = ids.created_at(job_id)
     record = JobRecord(
@@ -49,7 +50,7 @@ def make_record(
         owner=owner,
         name=name,
         tags=sorted(tags),
-        spec=JobSpec(name=name, command="true", tags=list(tags)),
+        spec=JobSpec(name=name, command="true", tags=list(tags), **spec),
         result_id=str(uuid.uuid4()),
         status=JobStatus.NEW,
         created_at=at,
