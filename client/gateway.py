@@ -76,6 +76,9 @@ LOG_CHUNK_BYTES = routing.LOGS_MAX_BYTES
 STAGE_TIMEOUT_S = 60.0
 ANSWER_CHECK_S = 2.0
 UNQUEUED_RETENTION_S = 7 * 24 * 3600
+#: How long submit() trusts the live clusters it read: parsing every worker's
+#: heartbeat and profile costs more than the rest of a submit.
+SERVED_CLUSTERS_CACHE_S = 5.0
 Stream = Literal["stdout", "stderr"]
 
 
@@ -102,6 +105,7 @@ class Gateway:
         self.store = JobStore(client, self.keys, self.url)
         self.coordination = Coordination(client, self.keys, self.url)
         self._celery: Celery | None = None
+        self._served: tuple[float, dict[str, ClusterInfo]] = (-SERVED_CLUSTERS_CACHE_S, {})
 
     @classmethod
     def from_env(cls, *, owner: str | None = None) -> Gateway:
@@ -132,6 +136,16 @@ class Gateway:
     def clusters(self) -> dict[str, ClusterInfo]:
         """Clusters a live worker serves right now, with the profile it serves them with."""
         return live_clusters(self.coordination)
+
+    def _served_cluster(self, cluster: str) -> ClusterInfo | None:
+        """A cluster's live info as submit() uses it: read again after
+        SERVED_CLUSTERS_CACHE_S, or at once for a cluster it did not list."""
+        read_at, served = self._served
+        now = time.monotonic()
+        if now - read_at >= SERVED_CLUSTERS_CACHE_S or cluster not in served:
+            served = self.clusters()
+            self._served = (now, served)
+        return served.get(cluster)
 
     def preflight(
         self,
@@ -184,7 +198,7 @@ class Gateway:
         cluster = _cluster_name(cluster)
         findings: list[PolicyFinding] = []
         members = bundle.collect(spec.inputs) if spec.inputs else []
-        info = self.clusters().get(cluster)
+        info = self._served_cluster(cluster)
         if info is None and spec.inputs:
             raise JobTimeoutError(
                 f"no live worker serves cluster {cluster!r} to take this job's inputs; "
@@ -228,7 +242,12 @@ class Gateway:
             self._stage_inputs(record, members, transfers.default_progress(progress))
         try:
             with broker_errors(self.url):
-                self.celery.send_task(routing.SUBMIT, args=[job_id], queue=routing.queue(cluster))
+                self.celery.send_task(
+                    routing.SUBMIT,
+                    args=[job_id, cluster],
+                    queue=routing.queue(cluster),
+                    ignore_result=True,  # the submit task stores none: nothing to subscribe to
+                )
         except BrokerUnavailableError as e:
             raise BrokerUnavailableError(
                 mask_url(self.url), f"{e.cause}; job {job_id} {self._abandon(job_id)}"

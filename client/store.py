@@ -219,45 +219,52 @@ class JobStore:
         self, updates: Sequence[StatusUpdate], *, observed_at: float, retention_s: float
     ) -> list[TransitionOutcome]:
         """`transition` for many jobs in one round trip (each one still atomic)."""
-        now, k = self.clock.utcnow(), self.keys
-        pipe = self.redis.pipeline(transaction=False)
-        for u in updates:
-            seen = u.seen
-            entry = Transition(
-                status=seen.status, at=now, reason=seen.reason, exit_code=seen.exit_code
-            )
-            self._transition(
-                args=[
-                    k.job(u.job_id),
-                    k.history(u.job_id),
-                    k.events(u.job_id),
-                    k.channel,
-                    k.index_prefix("status"),
-                    k.active_prefix,
-                    k.finalize_pending,
-                    k.expiry,
-                    u.job_id,
-                    seen.status.value,
-                    repr(observed_at),
-                    now.isoformat(),
-                    seen.reason or "",
-                    _text(seen.exit_code),
-                    u.backend_id or "",
-                    _text(seen.started_at),
-                    _text(seen.finished_at),
-                    json.dumps([e.model_dump(mode="json") for e in seen.elements])
-                    if seen.elements
-                    else "",
-                    entry.model_dump_json(),
-                    int(retention_s),
-                    EVENT_STREAM_MAXLEN,
-                    u.only_from.value if u.only_from else "",
-                ],
-                client=pipe,
-            )
+        now = self.clock.utcnow()
+        if len(updates) == 1:
+            # Straight EVALSHA: a pipeline asks SCRIPT EXISTS first, a round trip more.
+            replies = [self._transition(args=self._transition_args(updates[0], now, observed_at,
+                                                                   retention_s))]  # fmt: skip
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for u in updates:
+                self._transition(
+                    args=self._transition_args(u, now, observed_at, retention_s), client=pipe
+                )
+            replies = pipe.execute()
         return [
             TransitionOutcome(TransitionResult(outcome), JobStatus(previous) if previous else None)
-            for outcome, previous in pipe.execute()
+            for outcome, previous in replies
+        ]
+
+    def _transition_args(
+        self, u: StatusUpdate, now: datetime, observed_at: float, retention_s: float
+    ) -> list[str | int]:
+        """transition.lua's ARGV for one update."""
+        k, seen = self.keys, u.seen
+        entry = Transition(status=seen.status, at=now, reason=seen.reason, exit_code=seen.exit_code)
+        return [
+            k.job(u.job_id),
+            k.history(u.job_id),
+            k.events(u.job_id),
+            k.channel,
+            k.index_prefix("status"),
+            k.active_prefix,
+            k.finalize_pending,
+            k.expiry,
+            u.job_id,
+            seen.status.value,
+            repr(observed_at),
+            now.isoformat(),
+            seen.reason or "",
+            _text(seen.exit_code),
+            u.backend_id or "",
+            _text(seen.started_at),
+            _text(seen.finished_at),
+            json.dumps([e.model_dump(mode="json") for e in seen.elements]) if seen.elements else "",
+            entry.model_dump_json(),
+            int(retention_s),
+            EVENT_STREAM_MAXLEN,
+            u.only_from.value if u.only_from else "",
         ]
 
     @guarded

@@ -28,7 +28,12 @@ def test_flower_shows_tasks_with_ids_only(
         tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
     ).start()
     try:
-        start_worker(make_profile())
+        worker = start_worker(make_profile())
+        # Task events are off by default; Flower switches them on (every 5 s).
+        wait_for(
+            lambda: "Events of group {task} enabled by remote" in worker.log_text(),
+            what="Flower to enable the worker's task events",
+        )
         job = gateway.submit(
             JobSpec(name="shown", command="echo private-output", env={"TOKEN": "s3cr3t"}),
             cluster="local",
@@ -43,7 +48,7 @@ def test_flower_shows_tasks_with_ids_only(
             return by_name if done else None
 
         tasks = wait_for(seen, what="Flower to show submit, poll and logs tasks")
-        assert tasks[routing.SUBMIT]["args"] == repr([job.id])
+        assert tasks[routing.SUBMIT]["args"] == repr([job.id, "local"])
         assert tasks[routing.SUBMIT]["state"] == "SUCCESS"
         shown = json.dumps(list(_tasks(flower).values()))
         assert "private-output" not in shown

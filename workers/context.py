@@ -72,4 +72,7 @@ class ClusterContext:
         """Queue `task` for this cluster: on its client-facing queue, or on its poll queue
         (polling chain and reconcile, where countdowns never hold up a submit)."""
         queue = routing.poll_queue(self.name) if poll_queue else routing.queue(self.name)
-        self.app.send_task(task, args=list(args), queue=queue, countdown=countdown)
+        # These tasks store no result: nothing for the sender to subscribe to.
+        self.app.send_task(
+            task, args=list(args), queue=queue, countdown=countdown, ignore_result=True
+        )

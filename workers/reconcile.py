@@ -76,7 +76,7 @@ def _settle_new_jobs(ctx: ClusterContext, now: float) -> tuple[int, int]:
         if job_id in on_scheduler or created_at(job_id).timestamp() > resend_before:
             continue
         if ctx.coordination.mark_resent(job_id, profile.resubmit_after_s):
-            ctx.send(routing.SUBMIT, job_id)
+            ctx.send(routing.SUBMIT, job_id, ctx.name)
             resent += 1
     if adopt or resent:
         log.warning(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from enum import StrEnum
 
+from jobgate.client.credentials import REDACTED
 from jobgate.client.errors import BackendError, JobNotFoundError
 from jobgate.client.models import (
     JobRecord,
@@ -58,6 +59,7 @@ class SubmitOutcome(StrEnum):
     DEPENDENCY_FAILED = DEPENDENCY_FAILED
     DIED_SUBMITTING = "died submitting"  # its worker process died MAX_DEAD_ATTEMPTS times
     MISSING = "missing"  # no record (purged, or never written)
+    MISROUTED = "misrouted"  # the job is on another cluster than its message said
     INPUTS_FAILED = "inputs failed"  # its bundle is missing, corrupt or unsafe
 
 
@@ -79,6 +81,8 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
         except JobNotFoundError:
             log.error("submit of job %s: no such record (purged, or not written)", job_id)
             return SubmitOutcome.MISSING
+        if record.cluster != ctx.name:
+            return SubmitOutcome.MISROUTED
         if record.status.is_finished:
             return SubmitOutcome.FINISHED
         if record.backend_id:
@@ -88,7 +92,8 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
         findings = evaluate_policy(spec, profile)
         blocked = blocking(findings)
         override = bool(blocked) and record.allow_policy_risk and profile.policy.allow_overrides
-        store.record_policy(job_id, findings, override=override)
+        if findings != record.findings or override != record.policy_override:
+            store.record_policy(job_id, findings, override=override)
         if blocked and not override:
             fail(ctx, job_id, POLICY_BLOCKED)
             log.warning("job %s: %s (%s)", job_id, POLICY_BLOCKED,
@@ -148,7 +153,9 @@ def _stage_inputs(ctx: ClusterContext, record: JobRecord) -> None:
 def _submission(ctx: ClusterContext, record: JobRecord, spec: JobSpec) -> JobSubmission:
     """The job as the backend submits it: dependencies resolved, secrets filled in."""
     dependencies = tuple(_dependency_ids(ctx, spec))
-    runnable = with_secrets(spec, ctx.store.job_secrets(record.id))
+    # Only a job whose record holds redacted values has secrets stored to read.
+    stored = ctx.store.job_secrets(record.id) if REDACTED in spec.env.values() else {}
+    runnable = with_secrets(spec, stored)
     return JobSubmission(record.id, runnable, record.owner, ctx.tenant, dependencies)
 
 

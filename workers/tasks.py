@@ -87,14 +87,22 @@ def _on_job(
     ignore_result=True,
     max_retries=SUBMIT_RETRIES,
 )
-def submit(self: AnyTask, job_id: JobId) -> None:
+def submit(self: AnyTask, job_id: JobId, cluster: ClusterName | None = None) -> None:
+    """Submit the job. `cluster`, which clients send, saves reading it from the record
+    first (a message without it, from an older client, still works)."""
     try:
-        ctx = _served(self, job_id)
+        served = runtime(app)
+        if cluster is not None and served.serves(cluster):
+            ctx = served.cluster(cluster)
+        else:
+            ctx = _served(self, job_id)
     except JobNotFoundError:
         log.error("submit of job %s: no such record (purged, or never written)", job_id)
         return
     try:
         outcome = submission.submit_job(ctx, job_id)
+        if outcome is submission.SubmitOutcome.MISROUTED:
+            outcome = submission.submit_job(_served(self, job_id), job_id)
     except BackendError as e:
         if e.transient and self.request.retries < SUBMIT_RETRIES:
             log.warning("submit of job %s failed, will retry: %s", job_id, e)

@@ -60,7 +60,7 @@ def test_poison_messages_are_refused_and_the_worker_keeps_serving(
         ([5], {}),
         (["../../etc"], {}),
         ([missing], {}),
-        ([missing, "extra"], {}),
+        ([missing, "extra", "more"], {}),
         ([], {"job_id": missing, "bogus": 1}),
     ]
     for args, kwargs in wrong_shapes:

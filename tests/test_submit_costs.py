@@ -1,0 +1,69 @@
+"""What one submit costs in Redis traffic: no Celery task events unless someone asked for
+them, no subscription to a result the submit task never stores, and no round trip the
+submit path can do without (issue 13: each costs the worker or the client CPU per job)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from jobgate.client import Gateway, JobSpec, JobStatus, lua
+from tests.support.waiting import TIMEOUT_S
+from tests.support.workers import ProfileFactory, WorkerFactory
+
+
+@pytest.fixture
+def monitored(gateway: Gateway) -> Iterator[list[str]]:
+    """Every command clients send Redis while the test runs (MONITOR; not the commands
+    of Lua scripts)."""
+    commands: list[str] = []
+    client = redis.Redis.from_url(gateway.url, decode_responses=True)
+    watching = threading.Event()
+    stop = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            watching.set()
+            for command in monitor.listen():
+                if stop.is_set():
+                    return
+                if command.get("client_type") != "lua":
+                    commands.append(command["command"])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    assert watching.wait(10)
+    yield commands
+    stop.set()
+    client.ping()  # one more command wakes the monitor to see `stop`
+    thread.join(10)
+    client.close()
+
+
+def test_a_submit_sends_no_task_events_and_subscribes_to_no_result(
+    gateway: Gateway,
+    make_profile: ProfileFactory,
+    start_worker: WorkerFactory,
+    monitored: list[str],
+) -> None:
+    start_worker(make_profile())
+    job = gateway.submit(JobSpec(name="quiet", command="true"), cluster="local")
+    assert job.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+
+    seen = list(monitored)
+    assert any(c.startswith("LPUSH") and "jobgate.local" in c for c in seen)  # it was watched
+    events = [c for c in seen if c.startswith("PUBLISH") and ".celeryev/task." in c]
+    assert events == []  # neither task-sent from the client nor received/started/... events
+    results = [c for c in seen if c.startswith("SUBSCRIBE") and "celery-task-meta-" in c]
+    assert results == []
+    job_key = gateway.keys.job(job.id)
+    transition = hashlib.sha1(lua.load("transition").encode()).hexdigest()  # noqa: S324
+    assert f"EVALSHA {transition}" in " ".join(seen)
+    assert not [c for c in seen if c.startswith("SCRIPT EXISTS") and transition in c]
+    assert not [c for c in seen if c == f"HGET {job_key} cluster"]  # the message says it
+    assert not [c for c in seen if c.startswith(f"HSET {job_key} findings")]  # unchanged
+    assert not [c for c in seen if c.startswith(f"HGETALL {gateway.keys.secrets(job.id)}")]
