@@ -221,6 +221,13 @@ class RestSubmitter:
                 return None
             return self._post(connection, body)
 
+    def close(self) -> None:
+        """Close the connection (a later submit opens a new one)."""
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
     def _connect(self) -> _UnixConnection | None:
         """The open connection, or a new one; None (logged) if slurmrestd cannot be reached."""
         if self._connection is not None and self._pid == os.getpid():
