@@ -9,11 +9,15 @@ limits and umask inside the job. Slurm shows a job slurmrestd submitted with
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import resource
 import shutil
+import signal
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from typing import Any
 import pytest
 
 from jobgate.client import Gateway, JobSpec, JobStatus
-from jobgate.client.errors import BackendError
+from jobgate.client.errors import BackendError, SchedulerUnavailableError
 from jobgate.client.ids import new_job_id
 from jobgate.client.profile_schema import SlurmProfile
 from jobgate.client.profiles import load_profile
@@ -230,3 +234,53 @@ def test_jobs_submitted_through_slurmrestd_run_to_the_end(
         assert record.backend_id is not None
         assert command_of(slurm, record.backend_id) == "(null)"
         assert "".join(job.logs()) == f"rest {i}\n"
+
+
+def test_a_restarted_slurmrestd_is_reconnected_to(
+    slurm: LocalSlurm,
+    rest_socket: Path,
+    slurm_env: None,
+    backend: BackendFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    via_rest = backend(submit_via="slurmrestd", rest_socket=str(rest_socket))
+    first = submit(via_rest, JobSpec(name="before", command="true"))[1]
+    record = slurm.directory / "started" / "slurmrestd.json"
+    pid = json.loads(record.read_text())["pid"]
+    os.kill(pid, signal.SIGTERM)  # the slurmrestd this module's fixture started
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, "slurmrestd to exit")
+    assert slurm.command("start", "--rest").returncode == 0
+    with caplog.at_level(logging.INFO, logger="jobgate.workers.backends.slurm.rest"):
+        second = submit(via_rest, JobSpec(name="after", command="true"))[1]
+    assert [command_of(slurm, job) for job in (first, second)] == ["(null)", "(null)"]
+    assert caplog.messages == []  # the closed connection was noticed before it was used
+
+
+def test_a_submit_left_unanswered_fails_transiently_and_is_not_sent_to_sbatch(
+    slurm: LocalSlurm, slurm_env: None, backend: BackendFactory, tmp_path: Path
+) -> None:
+    # A slurmrestd that dies after reading the request: it may have submitted the job.
+    path = tmp_path / "dies.socket"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def read_and_close() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+
+    reader = threading.Thread(target=read_and_close)
+    reader.start()
+    via_rest = backend(submit_via="slurmrestd", rest_socket=str(path))
+    job = JobSubmission(new_job_id(), JobSpec(name="unanswered", command="true"), "a", "b")
+    try:
+        with pytest.raises(SchedulerUnavailableError) as unanswered:
+            via_rest.submit(job)
+    finally:
+        reader.join(timeout=30)
+        listener.close()
+    assert "did not answer a submit" in str(unanswered.value)
+    assert unanswered.value.transient
+    name = f"jobgate-{job.job_id}"
+    assert slurm.run("squeue", "-h", "-t", "all", "-n", name, "-o", "%i") == ""
