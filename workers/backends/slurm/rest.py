@@ -214,7 +214,7 @@ class RestSubmitter:
             **fields,
             "environment": {**environment, **additions},
         }
-        body = json.dumps({"script": script, "job": job})
+        body = json.dumps({"script": script, "job": job}).encode()  # one send with the headers
         with self._lock:
             connection = self._connect()
             if connection is None:
@@ -252,7 +252,7 @@ class RestSubmitter:
         self._connection, self._pid = connection, os.getpid()
         return connection
 
-    def _post(self, connection: _UnixConnection, body: str) -> str:
+    def _post(self, connection: _UnixConnection, body: bytes) -> str:
         try:
             connection.request("POST", SUBMIT_PATH, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
