@@ -31,6 +31,7 @@ from jobgate.client.profile_schema import SlurmProfile
 from jobgate.client.profiles import load_profile
 from jobgate.workers.backends.base import JobSubmission
 from jobgate.workers.backends.slurm.backend import SlurmBackend
+from jobgate.workers.backends.slurm.rest import RLIMITS, NotForRest, propagated_limits
 from tests.support.slurm import TIMEOUT_S, LocalSlurm, slurm_profile
 from tests.support.waiting import wait_for
 from tests.support.workers import WorkerFactory
@@ -284,3 +285,43 @@ def test_a_submit_left_unanswered_fails_transiently_and_is_not_sent_to_sbatch(
     assert unanswered.value.transient
     name = f"jobgate-{job.job_id}"
     assert slurm.run("squeue", "-h", "-t", "all", "-n", name, "-o", "%i") == ""
+
+
+RECORDED_CONFIG = (
+    Path(__file__).parent / "data" / "slurm" / "scontrol_show_config.txt"
+).read_text()
+
+
+def with_limits(propagate: str, excepted: str = "(null)") -> str:
+    """The recorded configuration with other PropagateResourceLimits* lines."""
+    config = RECORDED_CONFIG.replace(
+        "PropagateResourceLimits = ALL", f"PropagateResourceLimits = {propagate}"
+    )
+    return config.replace(
+        "PropagateResourceLimitsExcept = (null)", f"PropagateResourceLimitsExcept = {excepted}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "limits"),
+    [
+        (RECORDED_CONFIG, list(RLIMITS)),
+        (with_limits("NONE"), []),
+        (with_limits("NOFILE,CORE"), ["CORE", "NOFILE"]),
+        (with_limits("ALL", "RLIMIT_AS,NPROC"), [n for n in RLIMITS if n not in ("AS", "NPROC")]),
+    ],
+    ids=["recorded ALL", "NONE", "a list", "all except"],
+)
+def test_the_limits_sbatch_passes_on_are_read_from_the_configuration(
+    config: str, limits: list[str]
+) -> None:
+    assert "PropagateResourceLimits = ALL\n" in RECORDED_CONFIG
+    assert propagated_limits(config) == limits
+
+
+def test_limits_jobgate_cannot_read_from_the_configuration_send_jobs_to_sbatch() -> None:
+    config = with_limits("NOFILE,BOGUS")
+    with pytest.raises(NotForRest, match="unknown limits in PropagateResourceLimits"):
+        propagated_limits(config)
+    with pytest.raises(NotForRest, match="does not say PropagateResourceLimits"):
+        propagated_limits("ClusterName = jobgate\n")

@@ -123,7 +123,7 @@ def sbatch_additions(
     and host, its nice value, umask and the propagated rlimits; opt.c: cpus per task)."""
     added = {
         "SLURM_PRIO_PROCESS": str(os.getpriority(os.PRIO_PROCESS, 0)),
-        "SLURM_SUBMIT_DIR": str(cwd),
+        "SLURM_SUBMIT_DIR": os.path.realpath(cwd),  # getcwd(), as sbatch reads it
         "SLURM_SUBMIT_HOST": socket.gethostname(),
     }
     for name in limits:
