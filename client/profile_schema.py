@@ -103,10 +103,10 @@ class SlurmSettings(SchedulerCommandSettings):
     submit_via: Literal["sbatch", "slurmrestd"] = Field(
         default="sbatch",
         description="How jobs are submitted: by running sbatch, or by a POST to slurmrestd "
-        "(Slurm 22.05's API v0.0.38) on `rest_socket`, which spares the fork of sbatch (about "
-        "half the CPU per job). A job slurmrestd cannot take as sbatch would (extra_args, a GPU "
-        "request, SBATCH_* variables in its environment) goes through sbatch, and so does every "
-        "job while slurmrestd cannot be reached; both are logged.",
+        "(Slurm 22.05's API v0.0.38) on `rest_socket`, which spares the fork of sbatch (some "
+        "3 CPU-ms per job). A job slurmrestd cannot take as sbatch would (extra_args, a GPU "
+        "request, variables sbatch reads as options in its environment) goes through sbatch, "
+        "and so does every job while slurmrestd cannot be reached; both are logged.",
     )
     rest_socket: Annotated[str, StringConstraints(min_length=1, max_length=107)] | None = Field(
         default=None,

@@ -325,3 +325,23 @@ def test_limits_jobgate_cannot_read_from_the_configuration_send_jobs_to_sbatch()
         propagated_limits(config)
     with pytest.raises(NotForRest, match="does not say PropagateResourceLimits"):
         propagated_limits("ClusterName = jobgate\n")
+
+
+def test_a_job_whose_environment_holds_sbatch_options_goes_through_sbatch(
+    slurm: LocalSlurm,
+    rest_socket: Path,
+    slurm_env: None,
+    backend: BackendFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    via_rest = backend(submit_via="slurmrestd", rest_socket=str(rest_socket))
+    spec = JobSpec(name="optenv", command="true", env={"SBATCH_NO_REQUEUE": "1"})
+    with caplog.at_level(logging.INFO, logger="jobgate.workers.backends.slurm.rest"):
+        job_id, backend_id = submit(via_rest, spec)
+    record = slurm_record(slurm, job_id, backend_id)
+    assert (record["Command"], record["Requeue"]) == (f"{tmp_path}/slurm-jobs/JOB/JOB.sbatch", "0")
+    assert caplog.messages == [
+        "cluster hpc: the environment holds variables sbatch reads as options: "
+        "such jobs go through sbatch"
+    ]
