@@ -100,6 +100,25 @@ class SlurmSettings(SchedulerCommandSettings):
         "the accounting database, sacct -c on a JobCompType=jobcomp/filetxt file, or nowhere "
         "(then only the jobs' exit records tell).",
     )
+    submit_via: Literal["sbatch", "slurmrestd"] = Field(
+        default="sbatch",
+        description="How jobs are submitted: by running sbatch, or by a POST to slurmrestd "
+        "(Slurm 22.05's API v0.0.38) on `rest_socket`, which spares the fork of sbatch (some "
+        "3 CPU-ms per job). A job slurmrestd cannot take as sbatch would (extra_args, a GPU "
+        "request, variables sbatch reads as options in its environment) goes through sbatch, "
+        "and so does every job while slurmrestd cannot be reached; both are logged.",
+    )
+    rest_socket: Annotated[str, StringConstraints(min_length=1, max_length=107)] | None = Field(
+        default=None,
+        description="slurmrestd's unix socket, served with rest_auth/local (jobs are "
+        "submitted as the user the worker runs as); required with submit_via slurmrestd.",
+    )
+
+    @model_validator(mode="after")
+    def _rest_socket_given(self) -> Self:
+        if self.submit_via == "slurmrestd" and not self.rest_socket:
+            raise ValueError("submit_via slurmrestd needs rest_socket (slurmrestd's unix socket)")
+        return self
 
 
 class LsfSettings(SchedulerCommandSettings):

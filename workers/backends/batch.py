@@ -101,21 +101,7 @@ class BatchBackend(FileBackend[HostProfileT], Generic[HostProfileT, FilesT]):
             files.script.write_text(script, encoding="utf-8")
         except OSError as e:
             raise BackendError(f"cannot prepare job directory {files.directory}: {e}") from e
-        # No retries inside: a submit command whose answer was lost may have submitted.
-        # The submit task retries instead, and looks for the job's name first.
-        once = commands.RetryPolicy(timeout_s=self.command_settings.command_timeout_s,
-                                    attempts=1, transient=self.transient)  # fmt: skip
-        argv, stdin = self.submit_command(spec, files, script)
-        result = commands.run(
-            argv,
-            once,
-            input_text=stdin,
-            env=job_environment(job, self.profile),
-            cwd=str(files.directory),
-        )
-        if result.returncode != 0:
-            raise result.error("refused the job", transient=once.is_transient(result))
-        backend_id = self.parse_submitted(result.stdout)
+        backend_id = self.submit_prepared(job, files, script)
         try:
             files.save_backend_id(backend_id)
         except OSError as e:
@@ -129,6 +115,24 @@ class BatchBackend(FileBackend[HostProfileT], Generic[HostProfileT, FilesT]):
                 e,
             )
         return backend_id
+
+    def submit_prepared(self, job: JobSubmission, files: FilesT, script: str) -> str:
+        """Run the submit command for a job whose files are written; the scheduler's id."""
+        # No retries inside: a submit command whose answer was lost may have submitted.
+        # The submit task retries instead, and looks for the job's name first.
+        once = commands.RetryPolicy(timeout_s=self.command_settings.command_timeout_s,
+                                    attempts=1, transient=self.transient)  # fmt: skip
+        argv, stdin = self.submit_command(job.spec, files, script)
+        result = commands.run(
+            argv,
+            once,
+            input_text=stdin,
+            env=job_environment(job, self.profile),
+            cwd=str(files.directory),
+        )
+        if result.returncode != 0:
+            raise result.error("refused the job", transient=once.is_transient(result))
+        return self.parse_submitted(result.stdout)
 
     def saved_or_prepared(self, job_ids: Sequence[str]) -> tuple[dict[str, str], list[str]]:
         """Jobs whose submit command answered (by the id file it left), and jobs whose

@@ -90,6 +90,7 @@ SACCT_FIELDS='jobid,jobidraw,jobname,state,exitcode,derivedexitcode,start,end,el
 log "SLURM_CONF=$SLURM_CONF work dir $WORK"
 rec version.txt 'sbatch --version'
 rec sinfo_idle.txt 'sinfo'
+rec scontrol_show_config.txt 'scontrol show config'
 rec squeue_json_empty.json 'squeue --json'
 rec squeue_text_empty.txt "squeue -h -t all -o '$FMT_O'"
 

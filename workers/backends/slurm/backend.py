@@ -25,8 +25,9 @@ from jobgate.workers.backends import commands
 from jobgate.workers.backends.base import JobSubmission, chunks
 from jobgate.workers.backends.batch import BatchBackend
 from jobgate.workers.backends.jobfiles import failed_if_unreadable, read_indices
-from jobgate.workers.backends.programs import job_name
+from jobgate.workers.backends.programs import job_environment, job_name
 from jobgate.workers.backends.slurm import script
+from jobgate.workers.backends.slurm.rest import RestSubmitter
 from jobgate.workers.backends.slurm.script import SlurmFiles
 from jobgate.workers.backends.slurm.status import (
     SlurmAnswer,
@@ -61,12 +62,27 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
     def __init__(self, profile: SlurmProfile) -> None:
         self.settings = profile.slurm
         super().__init__(profile, self.settings, self.settings.work_dir, SlurmFiles)
+        self.rest: RestSubmitter | None = None
+        if self.settings.submit_via == "slurmrestd" and self.settings.rest_socket:
+            self.rest = RestSubmitter(profile.name, self.settings.rest_socket,
+                                      self.settings.command_timeout_s, TRANSIENT)  # fmt: skip
 
     # -- submit ------------------------------------------------------------------
 
     def render_script(self, job: JobSubmission, files: SlurmFiles) -> str:
         options = script.directives(job, self.profile, files)
         return script.render_script(options, files, job.spec.array is not None)
+
+    def submit_prepared(self, job: JobSubmission, files: SlurmFiles, script_text: str) -> str:
+        """Through slurmrestd when the profile says so and it can take the job, else sbatch."""
+        if self.rest is not None:
+            argv = script.submit_argv(self.profile, job.spec, files.script)
+            options = script.directives(job, self.profile, files)
+            environment = job_environment(job, self.profile)
+            backend_id = self.rest.submit(script_text, argv, options, environment, files.directory)
+            if backend_id is not None:
+                return backend_id
+        return super().submit_prepared(job, files, script_text)
 
     def submit_command(
         self, spec: JobSpec, files: SlurmFiles, script_text: str
