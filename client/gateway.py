@@ -56,6 +56,7 @@ from jobgate.client.models import (
     ClusterName,
     JobQuery,
     JobRecord,
+    JobSpec,
     JobStatus,
     Observation,
     PolicyFinding,
@@ -79,6 +80,9 @@ UNQUEUED_RETENTION_S = 7 * 24 * 3600
 #: How long submit() trusts the live clusters it read: parsing every worker's
 #: heartbeat and profile costs more than the rest of a submit.
 SERVED_CLUSTERS_CACHE_S = 5.0
+#: Jobs per submit message of submit_many(): enough to share one message's cost,
+#: few enough that a cluster's worker processes share the batch's sbatch calls.
+SUBMIT_BATCH = 25
 Stream = Literal["stdout", "stderr"]
 
 
@@ -196,7 +200,6 @@ class Gateway:
         """
         spec = validate_job_spec(spec)
         cluster = _cluster_name(cluster)
-        findings: list[PolicyFinding] = []
         members = bundle.collect(spec.inputs) if spec.inputs else []
         info = self._served_cluster(cluster)
         if info is None and spec.inputs:
@@ -205,13 +208,62 @@ class Gateway:
                 f"start one with: jobgate worker --profile {cluster}"
             )
         if info is None:
-            warnings.warn(
-                f"no live worker serves cluster {cluster!r}: the job waits in queue "
-                f"{routing.queue(cluster)} until one starts (jobgate worker --profile {cluster})",
-                ClusterNotServedWarning,
-                stacklevel=2,
-            )
-        else:
+            _warn_not_served(cluster)
+        record, secrets = self._new_record(spec, cluster, info, allow_policy_risk,
+                                           self.store.now())  # fmt: skip
+        self.store.create(record, secrets)
+        if spec.inputs:
+            self._stage_inputs(record, members, transfers.default_progress(progress))
+        self._queue(routing.SUBMIT, [[record.id]], cluster)
+        return Job(self, record.id, cluster, record.result_id)
+
+    def submit_many(
+        self, specs: Sequence[SpecSource], cluster: str, *, allow_policy_risk: bool = False
+    ) -> builtins.list[Job]:
+        """Record and queue many jobs for one cluster; returns their handles, in order.
+
+        Each job is what submit() would make of its spec, but the records are written in
+        one round trip and a worker takes the jobs SUBMIT_BATCH at a time: one message
+        per batch instead of one per job. Every spec is validated and preflighted before
+        any is recorded, so a bad one (SpecInvalidError naming its position) or a BLOCK
+        finding (PolicyBlockedError) records nothing. Jobs with inputs go one by one,
+        through submit().
+        """
+        cluster = _cluster_name(cluster)
+        checked = []
+        for position, source in enumerate(specs):
+            try:
+                spec = validate_job_spec(source)
+            except SpecInvalidError as e:
+                raise SpecInvalidError(f"specs[{position}]: {e}") from None
+            if spec.inputs:
+                raise SpecInvalidError(
+                    f"specs[{position}]: a job with inputs is submitted on its own, with submit()"
+                )
+            checked.append(spec)
+        info = self._served_cluster(cluster)
+        if info is None:
+            _warn_not_served(cluster)
+        now = self.store.now()
+        accepted = [self._new_record(s, cluster, info, allow_policy_risk, now) for s in checked]
+        self.store.create_many(accepted)
+        job_ids = [record.id for record, _ in accepted]
+        batches = [job_ids[i : i + SUBMIT_BATCH] for i in range(0, len(job_ids), SUBMIT_BATCH)]
+        self._queue(routing.SUBMIT_BATCH, batches, cluster)
+        return [Job(self, record.id, cluster, record.result_id) for record, _ in accepted]
+
+    def _new_record(
+        self,
+        spec: JobSpec,
+        cluster: str,
+        info: ClusterInfo | None,
+        allow_policy_risk: bool,
+        now_s: float,
+    ) -> tuple[JobRecord, dict[str, str]]:
+        """A new job's record and its secret env values, after the policy preflight
+        against the cluster's live profile (PolicyBlockedError); `now_s` on Redis's clock."""
+        findings: list[PolicyFinding] = []
+        if info is not None:
             findings = evaluate_policy(apply_defaults(spec, info.profile), info.profile)
             blocked = blocking(findings)
             overridable = info.profile.policy.allow_overrides
@@ -220,7 +272,7 @@ class Gateway:
         secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
         if secrets:
             spec = spec.model_copy(update={"env": redact_sensitive_map(spec.env)})
-        job_id = ids.new_job_id(self.store.now())  # on Redis's clock, as every record time
+        job_id = ids.new_job_id(now_s)
         created = ids.created_at(job_id)
         record = JobRecord(
             id=job_id,
@@ -237,22 +289,29 @@ class Gateway:
             findings=findings,
             allow_policy_risk=allow_policy_risk,
         )
-        self.store.create(record, secrets)
-        if spec.inputs:
-            self._stage_inputs(record, members, transfers.default_progress(progress))
-        try:
-            with broker_errors(self.url):
-                self.celery.send_task(
-                    routing.SUBMIT,
-                    args=[job_id, cluster],
-                    queue=routing.queue(cluster),
-                    ignore_result=True,  # the submit task stores none: nothing to subscribe to
-                )
-        except BrokerUnavailableError as e:
-            raise BrokerUnavailableError(
-                mask_url(self.url), f"{e.cause}; job {job_id} {self._abandon(job_id)}"
-            ) from e
-        return Job(self, job_id, cluster, record.result_id)
+        return record, secrets
+
+    def _queue(self, task: str, batches: builtins.list[builtins.list[str]], cluster: str) -> None:
+        """Send recorded jobs' submit messages: `task` SUBMIT takes one job a message,
+        SUBMIT_BATCH a batch. A message that cannot be sent has its jobs, and those of
+        every message after it, marked FAILED: never queued, never run."""
+        for sent, batch in enumerate(batches):
+            try:
+                with broker_errors(self.url):
+                    self.celery.send_task(
+                        task,
+                        args=[batch[0] if task == routing.SUBMIT else batch, cluster],
+                        queue=routing.queue(cluster),
+                        ignore_result=True,  # submit tasks store none: nothing to subscribe to
+                    )
+            except BrokerUnavailableError as e:
+                unsent = [job_id for rest in batches[sent:] for job_id in rest]
+                what = f"job {unsent[0]}" if len(unsent) == 1 else f"{len(unsent)} jobs"
+                outcome = "; ".join(sorted({self._abandon(job_id) for job_id in unsent}))
+                queued = f" ({sent} batch(es) before them were queued)" if sent else ""
+                raise BrokerUnavailableError(
+                    mask_url(self.url), f"{e.cause}; {what} {outcome}{queued}"
+                ) from e
 
     def _stage_inputs(
         self, record: JobRecord, members: builtins.list[bundle.Member], progress: TransferProgress
@@ -588,6 +647,15 @@ def _inside(root: Path, path: str) -> Path:
     if not (real.is_relative_to(root) or root.is_relative_to(real)):
         raise SpecInvalidError(f"retrieve: {path} would be written outside {root}")
     return target
+
+
+def _warn_not_served(cluster: str) -> None:
+    warnings.warn(
+        f"no live worker serves cluster {cluster!r}: the job waits in queue "
+        f"{routing.queue(cluster)} until one starts (jobgate worker --profile {cluster})",
+        ClusterNotServedWarning,
+        stacklevel=3,
+    )
 
 
 def _cluster_name(cluster: str) -> str:

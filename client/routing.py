@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SUBMIT = "jobgate.submit"
+SUBMIT_BATCH = "jobgate.submit_batch"
 POLL = "jobgate.poll"
 MONITOR = "jobgate.monitor"
 CANCEL = "jobgate.cancel"
@@ -10,6 +11,9 @@ LOGS = "jobgate.logs"
 RETRIEVE = "jobgate.retrieve"
 STAGE = "jobgate.stage"
 RECONCILE = "jobgate.reconcile"
+
+#: The most jobs one ``jobgate.submit_batch`` message may carry.
+SUBMIT_BATCH_MAX = 100
 
 #: The message header of a client-facing task: when (epoch seconds on Redis's clock) its
 #: caller stops waiting. Celery's own `expires` is on the sender's clock, read by the

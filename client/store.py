@@ -84,6 +84,21 @@ class JobStore:
         The spec is stored with only the fields its author set, so that profile
         defaults can still fill the others.
         """
+        if not self._create(args=self._create_args(record, secrets)):
+            raise ValueError(f"job {record.id} already exists")
+
+    @guarded
+    def create_many(self, records: Sequence[tuple[JobRecord, Mapping[str, str]]]) -> None:
+        """`create` for many (record, secrets) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for record, secrets in records:
+            self._create(args=self._create_args(record, secrets), client=pipe)
+        for (record, _), created in zip(records, pipe.execute(), strict=True):
+            if not created:
+                raise ValueError(f"job {record.id} already exists")
+
+    def _create_args(self, record: JobRecord, secrets: Mapping[str, str] | None) -> list[str | int]:
+        """create.lua's ARGV for one new record."""
         fields = {
             "id": record.id,
             "cluster": record.cluster,
@@ -101,30 +116,26 @@ class JobStore:
         }
         first = record.history[0]
         k, job_id = self.keys, record.id
-        created = self._create(
-            args=[
-                k.job(job_id),
-                k.history(job_id),
-                k.events(job_id),
-                k.channel,
-                k.index_all,
-                k.index_cluster(record.cluster),
-                k.index_owner(record.owner),
-                k.index_name(record.name),
-                k.index_status(JobStatus.NEW),
-                k.index_prefix("tag"),
-                k.secrets(job_id),
-                job_id,
-                json.dumps(fields),
-                json.dumps(record.tags),
-                first.model_dump_json(),
-                json.dumps(self._event("transition", job_id, record.cluster, first, None)),
-                EVENT_STREAM_MAXLEN,
-                json.dumps(dict(secrets or {})),
-            ]
-        )
-        if not created:
-            raise ValueError(f"job {record.id} already exists")
+        return [
+            k.job(job_id),
+            k.history(job_id),
+            k.events(job_id),
+            k.channel,
+            k.index_all,
+            k.index_cluster(record.cluster),
+            k.index_owner(record.owner),
+            k.index_name(record.name),
+            k.index_status(JobStatus.NEW),
+            k.index_prefix("tag"),
+            k.secrets(job_id),
+            job_id,
+            json.dumps(fields),
+            json.dumps(record.tags),
+            first.model_dump_json(),
+            json.dumps(self._event("transition", job_id, record.cluster, first, None)),
+            EVENT_STREAM_MAXLEN,
+            json.dumps(dict(secrets or {})),
+        ]
 
     @staticmethod
     def _event(

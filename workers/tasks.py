@@ -44,6 +44,7 @@ ArrayIndex = Annotated[int, Field(ge=0)]
 ChunkBytes = Annotated[int, Field(ge=1, le=routing.LOGS_MAX_BYTES)]
 StageStep = Literal["begin", "complete", "abort"]
 ByteCount = Annotated[int, Field(ge=0, le=5 * 1024**4)]
+SubmitBatch = Annotated[list[JobId], Field(min_length=1, max_length=routing.SUBMIT_BATCH_MAX)]
 AnyTask = Task[Any, Any]
 
 
@@ -101,17 +102,46 @@ def submit(self: AnyTask, job_id: JobId, cluster: ClusterName | None = None) -> 
         return
     try:
         outcome = submission.submit_job(ctx, job_id)
-        if outcome is submission.SubmitOutcome.MISROUTED:
-            outcome = submission.submit_job(_served(self, job_id), job_id)
+        if outcome is submission.SubmitOutcome.MISROUTED:  # the message named another cluster
+            ctx = _served(self, job_id)  # the record's: forwarded there if not served here
+            outcome = submission.submit_job(ctx, job_id)
     except BackendError as e:
         if e.transient and self.request.retries < SUBMIT_RETRIES:
             log.warning("submit of job %s failed, will retry: %s", job_id, e)
-            pause_s = ctx.profile.submit_retry_backoff_s * 2**self.request.retries
-            raise self.retry(countdown=min(60.0, pause_s), exc=e) from e
+            raise self.retry(countdown=_retry_pause_s(ctx, self.request.retries), exc=e) from e
         submission.fail_submission(ctx, job_id, e)
         log.error("submit of job %s failed: %s", job_id, e)
         return
     log.debug("submit of job %s: %s", job_id, outcome)
+
+
+@app.task(base=CheckedTask, name=routing.SUBMIT_BATCH, bind=True, ignore_result=True)
+def submit_batch(self: AnyTask, job_ids: SubmitBatch, cluster: ClusterName) -> None:
+    """Submit a batch of a cluster's jobs (Gateway.submit_many), one after the other.
+
+    One message for many jobs; each job is still submitted exactly once (a redelivered
+    batch finds its submitted jobs recorded). A job that needs another try, or that is
+    on another cluster, gets a ``jobgate.submit`` message of its own.
+    """
+    ctx = _served_cluster(self, cluster)
+    for job_id in job_ids:
+        try:
+            outcome = submission.submit_job(ctx, job_id)
+        except BackendError as e:
+            if not e.transient:
+                submission.fail_submission(ctx, job_id, e)
+                log.error("submit of job %s failed: %s", job_id, e)
+                continue
+            log.warning("submit of job %s failed, will retry on its own: %s", job_id, e)
+            ctx.send(routing.SUBMIT, job_id, countdown=_retry_pause_s(ctx, 0))
+            continue
+        if outcome is submission.SubmitOutcome.MISROUTED:
+            ctx.send(routing.SUBMIT, job_id)  # without the cluster: the taker forwards it
+        log.debug("submit of job %s: %s", job_id, outcome)
+
+
+def _retry_pause_s(ctx: ClusterContext, retries: int) -> float:
+    return min(60.0, ctx.profile.submit_retry_backoff_s * 2.0**retries)
 
 
 @app.task(base=CheckedTask, name=routing.POLL, bind=True, ignore_result=True)
