@@ -139,3 +139,23 @@ def test_above_query_all_above_each_poll_step_is_one_squeue_and_others_jobs_are_
     asked = [a[a.index("-j") + 1].split(",") for a in status_calls if "-j" in a]
     assert all(len(ids) <= 2 for ids in asked)  # by id only while at most 2 were active
     assert {r.id for r in gateway.list()} == {j.id for j in jobs}  # no stranger adopted
+
+
+def test_cancelling_several_jobs_in_one_call_runs_one_scancel(
+    gateway: Gateway, slurm: LocalSlurm, hpc_profile: Path, start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    calls = counting_shim(tmp_path / "scancel-shim", Path("/usr/bin/scancel"))
+    start_worker(hpc_profile, env={**slurm.env(),
+                 "PATH": f"{calls.parent}{os.pathsep}{os.environ['PATH']}"})  # fmt: skip
+    jobs = [gateway.submit(JobSpec(name=f"c{i}", command="sleep 300"), "hpc") for i in range(4)]
+    wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many([j.id for j in jobs])),
+             timeout_s=TIMEOUT_S, what="the jobs on Slurm")  # fmt: skip
+    records = gateway.cancel([j.id for j in reversed(jobs)])
+    assert [r.id for r in records] == [j.id for j in reversed(jobs)]
+    assert {(r.status, r.reason) for r in records} == {(JobStatus.CANCELLED, "cancelled by user")}
+    assert arguments(calls) == [sorted(r.backend_id or "" for r in records)]  # one scancel
+    for record in records:
+        wait_for(lambda r=record: slurm.state(r.backend_id) == "CANCELLED", timeout_s=60,
+                 what="Slurm to cancel the job")  # fmt: skip
+    assert [j.wait(timeout_s=TIMEOUT_S).status for j in jobs] == [JobStatus.CANCELLED] * 4
