@@ -78,9 +78,10 @@ class SchedulerCommandSettings(StrictModel):
         default=500,
         ge=0,
         le=1_000_000,
-        description="Above this many active jobs, one status command asks for all of the "
-        "worker user's jobs under the name prefix (no id list) and jobgate picks its own "
-        "from the answer: one scheduler call per poll step however many jobs are active.",
+        description="Above this many active jobs, one status command about all of the "
+        "worker user's jobs (squeue --me; bjobs -J '<prefix>-*') replaces the chunks of ids, "
+        "and jobgate picks its jobs from the answer by id and name: one scheduler call per "
+        "poll step however many jobs are active.",
     )
 
 

@@ -73,11 +73,13 @@ def _cancel(ctx: ClusterContext, records: list[JobRecord]) -> list[JobRecord]:
         reason = CANCELLED_BY_USER if backend_id else "cancelled before submission"
         cancelled = Observation(JobStatus.CANCELLED, reason=reason)
         updates.append(StatusUpdate(r.id, cancelled, backend_id=backend_id))
-    for update, outcome in zip(updates, ctx.record(updates), strict=True):
-        if outcome.applied:
-            ctx.finalize(update.job_id)
-    now = ctx.store.get_many([r.id for r in records])
-    return [fresh or old for fresh, old in zip(now, records, strict=True)]
+    outcomes = ctx.record(updates)
+    applied = [u.job_id for u, o in zip(updates, outcomes, strict=True) if o.applied]
+    finished = ctx.finalize_many(applied)
+    now = {r.id: r for r in finished}
+    rest = [r.id for r in active if r.id not in now]  # it finished meanwhile: a poll saw it end
+    now.update((r.id, r) for r in ctx.store.get_many(rest) if r is not None)
+    return [now.get(r.id, r) for r in records]
 
 
 def read_logs(
