@@ -118,7 +118,7 @@ def parse_squeue(
     """Rows of ``squeue -h -r -O SQUEUE_FORMAT``, and the lines that are not rows.
 
     With `among`, only the rows of those backend ids whose name starts with `name_prefix`
-    are read (an answer about the whole queue holds other people's jobs); the others
+    are read (an answer about the whole queue holds jobs nobody asked about); the others
     are skipped before their fields are converted.
     """
     rows, unreadable = [], []
