@@ -178,8 +178,12 @@ def test_above_query_all_above_each_poll_step_is_one_bjobs_and_others_jobs_are_i
     commands = ["echo 0", "echo 1", "exit 3", "echo 3"]
     jobs = [gateway.submit(JobSpec(name=f"q{i}", command=gated(c, gate)), "lsfc")
             for i, c in enumerate(commands)]  # fmt: skip
-    wait_for(lambda: sum("-J" in a for a in arguments(calls)) >= 2, timeout_s=TIMEOUT_S,
-             what="poll steps over all jobgate jobs")  # fmt: skip
+    ids = [j.id for j in jobs]
+    wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many(ids)),
+             timeout_s=TIMEOUT_S, what="the jobs on the scheduler")  # fmt: skip
+    whole = sum("-J" in a for a in arguments(calls))
+    wait_for(lambda: sum("-J" in a for a in arguments(calls)) > whole,
+             timeout_s=TIMEOUT_S, what="a poll step about all of the user's jobs")  # fmt: skip
     assert all(job.status() in (JobStatus.PENDING, JobStatus.RUNNING) for job in jobs)
     gate.touch()
     records = [job.wait(timeout_s=TIMEOUT_S) for job in jobs]
@@ -191,5 +195,5 @@ def test_above_query_all_above_each_poll_step_is_one_bjobs_and_others_jobs_are_i
     status_calls = arguments(calls)
     assert len(status_calls) == gateway.scheduler_queries("lsfc")  # one bjobs per poll step
     asked = [[t for t in a if t.isdigit()] for a in status_calls if "-J" not in a]
-    assert all(len(ids) <= 2 for ids in asked)  # by id only while at most 2 were active
+    assert all(len(chunk) <= 2 for chunk in asked)  # by id only while at most 2 were active
     assert {r.id for r in gateway.list()} == {j.id for j in jobs}  # no stranger adopted

@@ -122,8 +122,12 @@ def test_above_query_all_above_each_poll_step_is_one_squeue_and_others_jobs_are_
         commands = ["echo 0", "echo 1", "exit 3", "echo 3"]
         jobs = [gateway.submit(JobSpec(name=f"q{i}", command=gated(c, gate)), "hpc")
                 for i, c in enumerate(commands)]  # fmt: skip
-        wait_for(lambda: sum("--me" in a for a in arguments(calls)) >= 2, timeout_s=TIMEOUT_S,
-                 what="poll steps over the whole queue")  # fmt: skip
+        ids = [j.id for j in jobs]
+        wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many(ids)),
+                 timeout_s=TIMEOUT_S, what="the jobs on the scheduler")  # fmt: skip
+        whole = sum("--me" in a for a in arguments(calls))
+        wait_for(lambda: sum("--me" in a for a in arguments(calls)) > whole,
+                 timeout_s=TIMEOUT_S, what="a poll step about all of the user's jobs")  # fmt: skip
         assert all(job.status() in (JobStatus.PENDING, JobStatus.RUNNING) for job in jobs)
         gate.touch()
         records = [job.wait(timeout_s=TIMEOUT_S) for job in jobs]
@@ -137,7 +141,7 @@ def test_above_query_all_above_each_poll_step_is_one_squeue_and_others_jobs_are_
     status_calls = [a for a in arguments(calls) if "--name" not in a]  # not a submit's search
     assert len(status_calls) == gateway.scheduler_queries("hpc")  # one squeue per poll step
     asked = [a[a.index("-j") + 1].split(",") for a in status_calls if "-j" in a]
-    assert all(len(ids) <= 2 for ids in asked)  # by id only while at most 2 were active
+    assert all(len(chunk) <= 2 for chunk in asked)  # by id only while at most 2 were active
     assert {r.id for r in gateway.list()} == {j.id for j in jobs}  # no stranger adopted
 
 
