@@ -348,11 +348,13 @@ def retrieve(connection: Connection, job_id: str, dest: str, pattern: str | None
 
 
 @main.command()
-@click.argument("job_id")
+@click.argument("job_ids", metavar="JOB_ID...", nargs=-1, required=True)
 @pass_connection
-def cancel(connection: Connection, job_id: str) -> None:
-    """Cancel a job and print its record."""
-    _print_record(connection.gateway().job(job_id).cancel())
+def cancel(connection: Connection, job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs (one task per cluster, one scheduler command per chunk of ids) and
+    print the record of each, one JSON document per job."""
+    for record in connection.gateway().cancel(job_ids):
+        _print_record(record)
 
 
 @main.command(name="list")

@@ -43,6 +43,7 @@ from jobgate.client.errors import (
     ClusterNotServedWarning,
     DestinationExistsError,
     JobgateError,
+    JobNotFoundError,
     JobTimeoutError,
     OutputsIncompleteError,
     PolicyBlockedError,
@@ -392,6 +393,40 @@ class Gateway:
         """The handle of an existing job, e.g. one submitted by another process."""
         record = self.store.get(ids.check_job_id(job_id))
         return Job(self, record.id, record.cluster, record.result_id)
+
+    def cancel(
+        self, job_ids: Sequence[str], *, timeout_s: float = 60.0
+    ) -> builtins.list[JobRecord]:
+        """Cancel these jobs and return their records, in the order of `job_ids`.
+
+        One task per cluster (per CANCEL_MANY_MAX_JOBS jobs) stops them all, with one
+        scheduler command per chunk of ids (``scancel``/``bkill`` with many ids), so
+        cancelling many jobs costs about as much as cancelling one. If no worker answers
+        within `timeout_s` (per cluster), JobTimeoutError is raised and the cancellations
+        stay queued: they run when a worker for the cluster is back.
+        """
+        checked = [ids.check_job_id(j) for j in job_ids]
+        wanted = list(dict.fromkeys(checked))
+        by_cluster: dict[str, builtins.list[str]] = {}
+        for job_id, record in zip(wanted, self.store.get_many(wanted), strict=True):
+            if record is None:
+                raise JobNotFoundError(f"no job {job_id} in tenant {self.tenant!r}")
+            by_cluster.setdefault(record.cluster, []).append(job_id)
+        records: dict[str, JobRecord] = {}
+        for cluster, cluster_ids in by_cluster.items():
+            for start in range(0, len(cluster_ids), routing.CANCEL_MANY_MAX_JOBS):
+                batch = cluster_ids[start : start + routing.CANCEL_MANY_MAX_JOBS]
+                answer = self.call(
+                    routing.CANCEL_MANY,
+                    [cluster, batch],
+                    cluster,
+                    timeout_s=timeout_s,
+                    expires=False,
+                )
+                for data in answer["records"]:
+                    record = JobRecord.model_validate(data)
+                    records[record.id] = record
+        return [records[j] for j in checked]
 
     def list(self, query: JobQuery | None = None, /, **criteria: Any) -> builtins.list[JobRecord]:
         """Job records matching every given filter, oldest first (`reverse`: newest first).

@@ -74,6 +74,15 @@ class SchedulerCommandSettings(StrictModel):
     query_chunk: int = Field(
         default=500, ge=1, le=5000, description="Job ids per status command line."
     )
+    query_all_above: int = Field(
+        default=500,
+        ge=0,
+        le=1_000_000,
+        description="Above this many active jobs, one status command about all of the "
+        "worker user's jobs (squeue --me; bjobs -J '<prefix>-*') replaces the chunks of ids, "
+        "and jobgate picks its jobs from the answer by id and name: one scheduler call per "
+        "poll step however many jobs are active.",
+    )
 
 
 class SlurmSettings(SchedulerCommandSettings):

@@ -7,6 +7,7 @@ SUBMIT_BATCH = "jobgate.submit_batch"
 POLL = "jobgate.poll"
 MONITOR = "jobgate.monitor"
 CANCEL = "jobgate.cancel"
+CANCEL_MANY = "jobgate.cancel_many"
 LOGS = "jobgate.logs"
 RETRIEVE = "jobgate.retrieve"
 STAGE = "jobgate.stage"
@@ -23,6 +24,11 @@ EXPIRES_AT_HEADER = "jobgate_expires_at"
 #: The most output one ``jobgate.logs`` answer carries (its `max_bytes`); the client
 #: reads a larger output in chunks of this size.
 LOGS_MAX_BYTES = 1 << 20
+
+
+#: The most job ids one ``jobgate.cancel_many(cluster, job_ids)`` carries; the client sends
+#: more in several.
+CANCEL_MANY_MAX_JOBS = 10_000
 
 
 #: Steps of ``jobgate.stage(job_id, step, size)``, the upload of a job's input bundle.

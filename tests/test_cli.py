@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 
-from jobgate.client import Gateway
+from jobgate.client import Gateway, JobSpec, JobStatus
 from tests.support.cli import JOBGATE, jobgate
+from tests.support.waiting import wait_for
 from tests.support.workers import ProfileFactory, WorkerFactory
 
 
@@ -35,6 +36,28 @@ def test_submit_with_wait_follows_output(
     assert output == "a  b c"  # argv form: the double space survives, no shell splitting
     assert json.loads(record)["id"] == job_id
     assert json.loads(record)["status"] == "SUCCEEDED"
+
+
+def test_cancel_takes_jobs_of_several_clusters_and_prints_each_record(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    start_worker(make_profile(), make_profile(name="other"))
+    done = gateway.submit(JobSpec(name="done", command="true"), "local")
+    assert done.wait(timeout_s=60).status is JobStatus.SUCCEEDED
+    sleepers = [gateway.submit(JobSpec(name="s", command="sleep 300"), cluster)
+                for cluster in ("local", "other", "local")]  # fmt: skip
+    for job in sleepers:
+        wait_for(lambda j=job: j.status() is JobStatus.RUNNING, timeout_s=60, what="running")
+    ids = [sleepers[0].id, done.id, sleepers[1].id, sleepers[2].id]
+    out, decoder, records = jobgate(gateway, "cancel", *ids).stdout, json.JSONDecoder(), []
+    while out.strip():
+        record, end = decoder.raw_decode(out.lstrip())
+        records.append(record)
+        out = out.lstrip()[end:]
+    assert [(r["id"], r["status"]) for r in records] == [
+        (sleepers[0].id, "CANCELLED"), (done.id, "SUCCEEDED"), (sleepers[1].id, "CANCELLED"),
+        (sleepers[2].id, "CANCELLED")]  # fmt: skip
+    assert [j.wait(timeout_s=60).status for j in sleepers] == [JobStatus.CANCELLED] * 3
 
 
 def test_errors_are_one_clear_line(gateway: Gateway) -> None:

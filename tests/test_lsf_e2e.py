@@ -9,12 +9,15 @@ from bjobs, ZOMBI jobs, a daemon that does not answer or hangs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jobgate.client import Gateway, JobSpec, JobStatus
 from jobgate.client.profiles import load_profile
-from tests.support.lsf import LsfEmulator, lsf_profile
+from jobgate.workers.backends.lsf.script import parse_submitted
+from tests.support.lsf import EMULATOR, LsfEmulator, lsf_profile
 from tests.support.records import statuses
+from tests.support.shims import arguments, counting_shim
 from tests.support.waiting import TIMEOUT_S, gated, wait_for
 from tests.support.workers import WorkerFactory
 
@@ -158,3 +161,39 @@ def test_a_hanging_bjobs_is_killed_retried_and_recovers(
     assert record.status is JobStatus.SUCCEEDED
     assert JobStatus.FAILED not in statuses(record)
     assert "bjobs did not answer within 1 s (killed); retrying" in worker.log_text()
+
+
+def test_above_query_all_above_each_poll_step_is_one_bjobs_and_others_jobs_are_ignored(
+    gateway: Gateway, lsf: LsfEmulator, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    calls = counting_shim(tmp_path / "bjobs-shim", EMULATOR / "bin" / "bjobs")
+    # Chunks of 2 ids: asked by id, 4 active jobs would take 2 bjobs calls per step.
+    profile = lsf_profile(tmp_path, lsf={"query_all_above": 2, "query_chunk": 2})
+    others = [  # held all along: not jobgate's name, or not a job jobgate knows
+        parse_submitted(lsf.run("bsub", "-H", "-J", name, "true").stdout)
+        for name in ("not-jobgate", "jobgate-stranger")
+    ]
+    start_worker(profile, env=lsf.env(PATH=f"{calls.parent}{os.pathsep}{lsf.env()['PATH']}"))
+    gate = tmp_path / "go"
+    commands = ["echo 0", "echo 1", "exit 3", "echo 3"]
+    jobs = [gateway.submit(JobSpec(name=f"q{i}", command=gated(c, gate)), "lsfc")
+            for i, c in enumerate(commands)]  # fmt: skip
+    ids = [j.id for j in jobs]
+    wait_for(lambda: all(r and r.backend_id for r in gateway.store.get_many(ids)),
+             timeout_s=TIMEOUT_S, what="the jobs on the scheduler")  # fmt: skip
+    whole = sum("-J" in a for a in arguments(calls))
+    wait_for(lambda: sum("-J" in a for a in arguments(calls)) > whole,
+             timeout_s=TIMEOUT_S, what="a poll step about all of the user's jobs")  # fmt: skip
+    assert all(job.status() in (JobStatus.PENDING, JobStatus.RUNNING) for job in jobs)
+    gate.touch()
+    records = [job.wait(timeout_s=TIMEOUT_S) for job in jobs]
+    assert [(r.status, r.exit_code) for r in records] == [
+        (JobStatus.SUCCEEDED, 0), (JobStatus.SUCCEEDED, 0), (JobStatus.FAILED, 3),
+        (JobStatus.SUCCEEDED, 0)]  # fmt: skip
+    assert ["".join(j.logs()) for j in (jobs[0], jobs[3])] == ["0\n", "3\n"]
+    assert [lsf.record(i)["STAT"] for i in others] == ["PSUSP", "PSUSP"]  # left alone
+    status_calls = arguments(calls)
+    assert len(status_calls) == gateway.scheduler_queries("lsfc")  # one bjobs per poll step
+    asked = [[t for t in a if t.isdigit()] for a in status_calls if "-J" not in a]
+    assert all(len(chunk) <= 2 for chunk in asked)  # by id only while at most 2 were active
+    assert {r.id for r in gateway.list()} == {j.id for j in jobs}  # no stranger adopted

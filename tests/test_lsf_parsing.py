@@ -78,6 +78,14 @@ def test_bjobs_json_single_and_finished_jobs() -> None:
     assert (started.month, started.day, started.hour, started.minute) == (11, 21, 20, 1)
 
 
+def test_an_answer_about_all_jobs_yields_only_the_records_of_the_asked_ids() -> None:
+    recorded = sample("bjobs_json_mixed_finished.json")
+    answer = parse_bjobs(recorded, "", 0, among={"1231", "1234", "999"})
+    assert [r.job_id for r in answer.rows] == ["1231", "1234"]
+    everything = parse_bjobs(recorded, "", 0).rows
+    assert answer.rows == [r for r in everything if r.job_id in {"1231", "1234"}]
+
+
 def test_bjobs_json_array_elements_share_the_array_id() -> None:
     answer = parse_bjobs(sample("bjobs_json_array.json"), "", 0)
     assert {r.job_id for r in answer.rows} == {"2000"}

@@ -119,6 +119,29 @@ def test_lines_that_are_not_rows_are_handed_back_and_the_rows_around_them_read()
     assert history.rows == parse_sacct(sacct[0]).rows
 
 
+def test_an_answer_about_the_whole_queue_yields_only_the_asked_jobs_named_by_jobgate() -> None:
+    # squeue -h -a --me -t all -r -O ...: other-job (5) is not jobgate's; job 1 is not asked
+    text = (DATA / "squeue_format_whole_queue_me.txt").read_text()
+    answer = parse_squeue(text, among={"2", "4", "5", "6", "7"}, name_prefix="jobgate-")
+    assert answer.unreadable == []
+    assert [(r.array_job_id, r.index, r.state) for r in answer.rows] == [
+        ("4", None, "FAILED"),
+        ("6", 1, "PENDING"),
+        ("7", None, "PENDING"),
+        ("6", 0, "RUNNING"),
+    ]
+    assert observe([answer.rows[0]]).exit_code == 3
+    assert answer.rows == [r for r in parse_squeue(text).rows if r.array_job_id in {"4", "6", "7"}]
+
+
+def test_lines_of_an_answer_about_the_whole_queue_that_are_not_rows_are_handed_back() -> None:
+    recorded = (DATA / "squeue_format_whole_queue_me.txt").read_text().splitlines()
+    noise = "\x1b[0m\x01 slurm_load_jobs: ?? |garbage"
+    answer = parse_squeue("\n".join([noise, *recorded]), among={"4"}, name_prefix="jobgate-")
+    assert answer.unreadable == [noise]
+    assert [r.array_job_id for r in answer.rows] == ["4"]
+
+
 def test_sbatch_parsable_output() -> None:
     assert parse_submitted((DATA / "sbatch_parsable.txt").read_text()) == "1"
     assert parse_submitted("1234;cluster-a\n") == "1234"

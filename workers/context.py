@@ -17,7 +17,7 @@ from celery import Celery
 
 from jobgate.client import routing
 from jobgate.client.coordination import Coordination
-from jobgate.client.models import StatusUpdate, TransitionOutcome
+from jobgate.client.models import JobRecord, StatusUpdate, TransitionOutcome
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.store import JobStore
 from jobgate.workers import finalize
@@ -65,6 +65,10 @@ class ClusterContext:
 
     def finalize(self, job_id: str) -> None:
         finalize.finalize(self, job_id)
+
+    def finalize_many(self, job_ids: Sequence[str]) -> list[JobRecord]:
+        """Finalize these finished jobs; the records of those that exist, as finalized."""
+        return finalize.finalize_many(self, job_ids)
 
     def send(
         self, task: str, *args: Any, poll_queue: bool = False, countdown: float | None = None

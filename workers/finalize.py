@@ -11,6 +11,7 @@ least once, always the same record.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from celery import states
@@ -33,16 +34,27 @@ OUTPUTS_LOCK_S = 30.0
 
 
 def finalize(ctx: ClusterContext, job_id: str) -> None:
-    store = ctx.store
-    try:
-        record = store.get(job_id)
-    except JobNotFoundError:
-        store.mark_finalized(job_id)
-        return
+    finalize_many(ctx, [job_id])
+
+
+def finalize_many(ctx: ClusterContext, job_ids: Sequence[str]) -> list[JobRecord]:
+    """Finalize these finished jobs, their records read in one round trip; returns the
+    records of those that exist, as finalized."""
+    done = []
+    for job_id, record in zip(job_ids, ctx.store.get_many(job_ids), strict=True):
+        if record is None:
+            ctx.store.mark_finalized(job_id)
+        else:
+            done.append(_finalize(ctx, record))
+    return done
+
+
+def _finalize(ctx: ClusterContext, record: JobRecord) -> JobRecord:
+    store, job_id = ctx.store, record.id
     if stages_files(record) and record.outputs is None:
         with ctx.coordination.outputs_lock(job_id, OUTPUTS_LOCK_S) as taken:
             if not taken:
-                return  # another finalize keeps them, and finishes the job
+                return record  # another finalize keeps them, and finishes the job
             record = store.get(job_id)  # what a finalize that held the lock before kept
             if record.outputs is None:
                 record = record_outputs(ctx, record, keep_outputs(ctx, record))
@@ -55,6 +67,7 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
         record.status.value,
         f" ({record.reason})" if record.reason else "",
     )
+    return record
 
 
 def store_result(ctx: ClusterContext, record: JobRecord) -> None:

@@ -4,9 +4,15 @@ upload of its inputs and the download of its outputs."""
 from __future__ import annotations
 
 import codecs
+from collections.abc import Sequence
 from typing import Any
 
-from jobgate.client.errors import ConfigurationError, OutputsIncompleteError
+from jobgate.client.errors import (
+    ConfigurationError,
+    JobNotFoundError,
+    OutputsIncompleteError,
+    SpecInvalidError,
+)
 from jobgate.client.models import JobRecord, JobStatus, Observation, StatusUpdate
 from jobgate.client.store import JobStore
 from jobgate.workers.backends.base import CANCELLED_BY_USER, LogChunk, LogRange, Stream
@@ -30,17 +36,50 @@ def monitor_job(ctx: ClusterContext, job_id: str) -> dict[str, Any]:
 
 def cancel_job(ctx: ClusterContext, job_id: str) -> dict[str, Any]:
     """Stop the job on the cluster, then record it CANCELLED (a finished job stays as it is)."""
-    record = ctx.store.get(job_id)
-    if record.status.is_active:
-        backend_id = record.backend_id or ctx.backend.find(job_id)
-        if backend_id:
-            keep_output_tails(ctx, {job_id: backend_id})
-            ctx.backend.cancel({job_id: backend_id})
+    (record,) = _cancel(ctx, [ctx.store.get(job_id)])
+    return {"record": record.model_dump(mode="json")}
+
+
+def cancel_jobs(ctx: ClusterContext, job_ids: Sequence[str]) -> dict[str, Any]:
+    """`cancel_job` for many jobs of this cluster at once: one cancel command per chunk of
+    backend ids (scancel/bkill take many), one round trip to record them all. The
+    records come back in the order of `job_ids`."""
+    records = []
+    for job_id, record in zip(job_ids, ctx.store.get_many(job_ids), strict=True):
+        if record is None:
+            raise JobNotFoundError(f"no job {job_id} in tenant {ctx.tenant!r}")
+        if record.cluster != ctx.name:
+            raise SpecInvalidError(f"job {job_id} is on cluster {record.cluster}, not {ctx.name}")
+        records.append(record)
+    return {"records": [r.model_dump(mode="json") for r in _cancel(ctx, records)]}
+
+
+def _cancel(ctx: ClusterContext, records: list[JobRecord]) -> list[JobRecord]:
+    """Stop the active ones of these jobs on the cluster and record them CANCELLED; their
+    records as they are now. A job the scheduler never heard of is cancelled all the same."""
+    active = [r for r in records if r.status.is_active]
+    if not active:
+        return records
+    backend_ids = {r.id: r.backend_id for r in active if r.backend_id}
+    unknown = [r.id for r in active if not r.backend_id]
+    if unknown:
+        backend_ids.update(ctx.backend.discover(unknown))
+    if backend_ids:
+        keep_output_tails(ctx, backend_ids)
+        ctx.backend.cancel(backend_ids)
+    updates = []
+    for r in active:
+        backend_id = backend_ids.get(r.id)
         reason = CANCELLED_BY_USER if backend_id else "cancelled before submission"
         cancelled = Observation(JobStatus.CANCELLED, reason=reason)
-        ctx.settle(StatusUpdate(job_id, cancelled, backend_id=backend_id))
-        record = ctx.store.get(job_id)
-    return {"record": record.model_dump(mode="json")}
+        updates.append(StatusUpdate(r.id, cancelled, backend_id=backend_id))
+    outcomes = ctx.record(updates)
+    applied = [u.job_id for u, o in zip(updates, outcomes, strict=True) if o.applied]
+    finished = ctx.finalize_many(applied)
+    now = {r.id: r for r in finished}
+    rest = [r.id for r in active if r.id not in now]  # it finished meanwhile: a poll saw it end
+    now.update((r.id, r) for r in ctx.store.get_many(rest) if r is not None)
+    return [now.get(r.id, r) for r in records]
 
 
 def read_logs(

@@ -79,8 +79,8 @@ def refresh(ctx: ClusterContext, *, max_age_s: float | None = None) -> int:
     to_stop = {u.job_id: active[u.job_id] for u in applied if u.seen.stop_on_scheduler}
     if to_stop:
         ctx.backend.cancel(to_stop)
-    for job_id in finished:
-        ctx.finalize(job_id)
+    if finished:
+        ctx.finalize_many(list(finished))
     return len(active)
 
 

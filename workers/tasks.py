@@ -39,6 +39,7 @@ SUBMIT_RETRIES = 5
 PRIVATE_RESULT_REPR = 1
 
 JobId = Annotated[str, AfterValidator(check_job_id)]
+JobIds = Annotated[list[JobId], Field(min_length=1, max_length=routing.CANCEL_MANY_MAX_JOBS)]
 ByteOffset = Annotated[int, Field(ge=0)]
 ArrayIndex = Annotated[int, Field(ge=0)]
 ChunkBytes = Annotated[int, Field(ge=1, le=routing.LOGS_MAX_BYTES)]
@@ -60,12 +61,13 @@ def _served(task: AnyTask, job_id: str) -> ClusterContext:
     return served.cluster(cluster)
 
 
-def _served_cluster(task: AnyTask, cluster: str) -> ClusterContext:
+def _served_cluster(task: AnyTask, cluster: str, *, client_facing: bool = False) -> ClusterContext:
     """The context of a cluster; a task for a cluster this worker does not serve is
-    forwarded to that cluster's poll queue instead."""
+    forwarded to that cluster's poll queue (or, `client_facing`, its client queue)."""
     served = runtime(app)
     if not served.serves(cluster):
-        forward(task, routing.poll_queue(cluster), f"this worker does not serve cluster {cluster}")
+        queue = routing.queue(cluster) if client_facing else routing.poll_queue(cluster)
+        forward(task, queue, f"this worker does not serve cluster {cluster}")
     return served.cluster(cluster)
 
 
@@ -166,6 +168,19 @@ def monitor(self: AnyTask, job_id: JobId) -> dict[str, Any]:
 @app.task(base=CheckedTask, name=routing.CANCEL, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR)
 def cancel(self: AnyTask, job_id: JobId) -> dict[str, Any]:
     return _on_job(self, job_id, lambda ctx: operations.cancel_job(ctx, job_id))
+
+
+@app.task(
+    base=CheckedTask, name=routing.CANCEL_MANY, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR
+)
+def cancel_many(self: AnyTask, cluster: ClusterName, job_ids: JobIds) -> dict[str, Any]:
+    """Cancel many jobs of `cluster` with one cancel command per chunk of backend ids."""
+    try:
+        ctx = _served_cluster(self, cluster, client_facing=True)
+        return operations.cancel_jobs(ctx, job_ids)
+    except JobgateError as e:
+        log.info("%s of %d jobs answered %s: %s", self.name, len(job_ids), type(e).__name__, e)
+        return {"error": {"type": type(e).__name__, "message": str(e)}}
 
 
 @app.task(base=ExpiringCall, name=routing.LOGS, bind=True, resultrepr_maxsize=PRIVATE_RESULT_REPR)

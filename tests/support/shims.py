@@ -1,5 +1,6 @@
-"""Stand-ins on PATH that count the calls of a scheduler command and run the real one, or,
-while a fault is armed (`arm`), misbehave the way a scheduler command can."""
+"""Stand-ins on PATH that count the calls of a scheduler command (and log their arguments)
+and run the real one, or, while a fault is armed (`arm`), misbehave the way a scheduler
+command can."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Fault(StrEnum):
 GARBAGE_LINE = "\\033[0m\\001 slurm_load_jobs: ?? |garbage"
 
 _SHIM = """#!/bin/sh
-echo x >> {calls}
+printf '%s\\n' "$*" >> {calls}
 {delay}case "$(cat {fault} 2>/dev/null)" in
   hang) echo $$ >> {hung}; exec sleep 3600 ;;
   noise) printf "{garbage} {{\n"; {real} "$@"; status=$?; echo "}} noise"; exit $status ;;
@@ -51,7 +52,13 @@ def counting_shim(directory: Path, real: Path, *, delay_s: float = 0.0) -> Path:
 
 def count(calls: Path) -> int:
     """How many calls a counting shim has seen."""
-    return len(calls.read_text().split())
+    return len(arguments(calls))
+
+
+def arguments(calls: Path) -> list[list[str]]:
+    """The arguments of each call a counting shim has seen, oldest first (split on
+    whitespace: for telling calls apart, not for arguments that hold spaces)."""
+    return [line.split() for line in calls.read_text().splitlines()]
 
 
 def killing_shim(directory: Path, real: Path, *, kill: str, after_answer: bool) -> Path:

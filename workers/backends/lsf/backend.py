@@ -3,7 +3,9 @@
 Pure functions build scripts and read output (script, status); this
 module runs the commands, with timeouts and bounded retries for LSF's transient
 "please wait" answers. Status is batched: one ``bjobs -a -json`` per chunk of ids
-for all active jobs. Jobs bjobs no longer lists (after CLEAN_PERIOD) are judged
+for all active jobs, or, above the profile's `query_all_above` active jobs, one
+``bjobs -a -json -J '<prefix>-*'`` for all of the user's jobgate jobs, whose records
+jobgate picks by id. Jobs bjobs no longer lists (after CLEAN_PERIOD) are judged
 from the exit records their wrappers wrote, then from one ``bhist`` call; a job
 found nowhere is UNKNOWN, never assumed to have succeeded, and the gateway
 declares it lost after the profile's grace period. Lines of noise around bjobs's JSON
@@ -14,7 +16,7 @@ round.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -97,8 +99,7 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
         listed: dict[str, list[LsfRow]] = {}
         garbled = False
-        for chunk in chunks(sorted(set(jobs.values())), self.settings.query_chunk):
-            answer = self._bjobs(query_argv(chunk))
+        for answer in self._answers(sorted(set(jobs.values()))):
             garbled = garbled or bool(answer.around)
             for row in answer.rows:
                 listed.setdefault(row.job_id, []).append(row)
@@ -128,10 +129,21 @@ class LsfBackend(BatchBackend[LsfProfile, LsfFiles]):
                     result[job_id] = _with_history(result[job_id], history[backend_id])
         return result
 
-    def _bjobs(self, argv: list[str]) -> BjobsAnswer:
-        """bjobs's answer; `around` keeps only noise (not LSF's busy messages)."""
+    def _answers(self, ids: list[str]) -> Iterator[BjobsAnswer]:
+        """bjobs's answers about these jobs: above `query_all_above` of them, one call about
+        all of the user's jobs under the name prefix, its records picked by id; else one
+        call per chunk of ids."""
+        if len(ids) > self.settings.query_all_above:
+            yield self._bjobs(discover_argv(self.profile.job_name_prefix), frozenset(ids))
+            return
+        for chunk in chunks(ids, self.settings.query_chunk):
+            yield self._bjobs(query_argv(chunk))
+
+    def _bjobs(self, argv: list[str], among: frozenset[str] | None = None) -> BjobsAnswer:
+        """bjobs's answer (only the records of `among`, if given); `around` keeps only
+        noise (not LSF's busy messages)."""
         result = commands.run(argv, self.policy)
-        answer = parse_bjobs(result.stdout, result.stderr, result.returncode)
+        answer = parse_bjobs(result.stdout, result.stderr, result.returncode, among)
         noise = [line for line in answer.around if not any(m in line for m in TRANSIENT)]
         if noise:
             log.warning(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -132,11 +133,15 @@ def _field(record: dict[str, object], key: str) -> str:
     return "" if value in (None, "-") else str(value)
 
 
-def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
+def parse_bjobs(
+    stdout: str, stderr: str, returncode: int, among: Container[str] | None = None
+) -> BjobsAnswer:
     """The records of ``bjobs -json -o BJOBS_FIELDS``, and the ids LSF no longer knows.
 
     Unknown ids are not an error (bjobs exits 255 when some are found and some not);
-    anything else on stderr with no JSON on stdout is, and names what bjobs said.
+    anything else on stderr with no JSON on stdout is, and names what bjobs said. With
+    `among`, only the records of those job ids become rows (an answer about all of the
+    user's jobs may hold others).
     """
     not_found = set(_NOT_FOUND.findall(stderr))
     if "{" not in stdout:
@@ -151,6 +156,14 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
     if not isinstance(records, list):
         raise BackendError(f"bjobs -json printed RECORDS that are not a list: {records!r}")
     rows = []
+    now = datetime.now().astimezone()
+    times: dict[str, datetime | None] = {}  # jobs of one answer share most of their times
+
+    def moment(text: str) -> datetime | None:
+        if text not in times:
+            times[text] = lsf_time(text, now)
+        return times[text]
+
     for record in records:
         if not isinstance(record, dict):
             raise BackendError(f"bjobs -json printed a record that is not an object: {record!r}")
@@ -160,6 +173,8 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
         job_id, stat = _field(record, "JOBID"), _field(record, "STAT")
         if not job_id.isdigit() or not stat:
             raise BackendError(f"bjobs -json printed a record without JOBID/STAT: {record!r}")
+        if among is not None and job_id not in among:
+            continue
         index = _number(_field(record, "JOBINDEX"))
         rows.append(
             LsfRow(
@@ -170,8 +185,8 @@ def parse_bjobs(stdout: str, stderr: str, returncode: int) -> BjobsAnswer:
                 exit_code=_number(_field(record, "EXIT_CODE")),
                 exit_reason=_field(record, "EXIT_REASON"),
                 pend_reason=_field(record, "PEND_REASON"),
-                start=lsf_time(_field(record, "START_TIME")),
-                finish=lsf_time(_field(record, "FINISH_TIME")),
+                start=moment(_field(record, "START_TIME")),
+                finish=moment(_field(record, "FINISH_TIME")),
             )
         )
     return BjobsAnswer(rows, not_found, around)

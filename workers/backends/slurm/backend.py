@@ -2,12 +2,14 @@
 
 Pure functions build scripts and read output (script, status); this
 module runs the commands, with timeouts and bounded retries. Status is batched:
-one squeue per chunk of ids (chunks at bounded concurrency) for all active jobs,
-then one sacct for the jobs that left the queue, then the exit records the job
-wrappers wrote. A job found nowhere is UNKNOWN, never assumed to have succeeded;
-the gateway declares it lost after the profile's grace period. An answer with lines
-that are not rows is used for the rows it has; a job it leaves unexplained is not
-judged in that round (its row may be the garbled line).
+one squeue per chunk of ids (chunks at bounded concurrency) for all active jobs, or,
+above the profile's `query_all_above` active jobs, one squeue for all of the worker
+user's jobs, whose rows jobgate picks by id and name prefix; then one sacct for the
+jobs that left the queue, then the exit records the job wrappers wrote. A job found
+nowhere is UNKNOWN, never assumed to have succeeded; the gateway declares it lost
+after the profile's grace period. An answer with lines that are not rows is used for
+the rows it has; a job it leaves unexplained is not judged in that round (its row may
+be the garbled line).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from jobgate.workers.backends.slurm.status import (
     parse_sacct,
     parse_squeue,
     query_argv,
+    queue_argv,
 )
 
 log = logging.getLogger(__name__)
@@ -109,12 +112,7 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
     # -- status --------------------------------------------------------------------
 
     def query(self, jobs: Mapping[str, str]) -> dict[str, Observation]:
-        ids = sorted(set(jobs.values()))
-        with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
-            answers = list(pool.map(
-                lambda chunk: self._rows(query_argv(chunk), parse_squeue),
-                chunks(ids, self.settings.query_chunk),
-            ))  # fmt: skip
+        answers = self._queue(sorted(set(jobs.values())))
         queued: dict[str, list[SlurmRow]] = {}
         for row in (row for answer in answers for row in answer.rows):
             queued.setdefault(row.array_job_id, []).append(row)
@@ -135,6 +133,20 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
                 continue  # its row may be the line that could not be read: next round
             result[job_id] = seen
         return result
+
+    def _queue(self, ids: list[str]) -> list[SlurmAnswer]:
+        """squeue's answers about these jobs: above `query_all_above` of them, one call
+        about all of the user's jobs, its rows picked by id and name prefix; else one call
+        per chunk of ids."""
+        if len(ids) > self.settings.query_all_above:
+            prefix = f"{self.profile.job_name_prefix}-"
+            ours = partial(parse_squeue, among=frozenset(ids), name_prefix=prefix)
+            return [self._rows(queue_argv(), ours)]
+        with ThreadPoolExecutor(max_workers=self.settings.query_concurrency) as pool:
+            return list(pool.map(
+                lambda chunk: self._rows(query_argv(chunk), parse_squeue),
+                chunks(ids, self.settings.query_chunk),
+            ))  # fmt: skip
 
     def _rows(self, argv: list[str], parse: Callable[[str], SlurmAnswer]) -> SlurmAnswer:
         result = commands.run(argv, self.policy)
@@ -165,6 +177,8 @@ class SlurmBackend(BatchBackend[SlurmProfile, SlurmFiles]):
 
     def _observe_queued(self, job_id: str, rows: list[SlurmRow]) -> Observation:
         queued = observe(rows, requeue_preempted=self.settings.requeue_preempted)
+        if len(rows) == 1 and rows[0].index is None:
+            return queued  # not an array: no elements to look up in its files
         return self.with_unlisted_elements(job_id, queued, {r.index for r in rows})
 
     def _observe_gone(self, job_id: str, history: list[SlurmRow]) -> Observation:
