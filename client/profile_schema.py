@@ -436,7 +436,7 @@ class ProfileBase(StrictModel):
         default="jobgate", description="Scheduler job names are <prefix>-<jobgate id>."
     )
     poll_interval_min_s: float = Field(
-        default=5.0, gt=0, le=600, description="Polling cadence while jobs change."
+        default=2.0, gt=0, le=600, description="Polling cadence while jobs change."
     )
     poll_interval_max_s: float = Field(
         default=60.0, gt=0, le=600, description="Polling cadence after a long quiet spell."
