@@ -75,7 +75,8 @@ def store_result(ctx: ClusterContext, record: JobRecord) -> None:
     results = ctx.app.backend
     assert isinstance(results, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
     results.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
-    results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
+    if ctx.profile.result_expires_s != results.expires:  # else Celery's SETEX set it
+        results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
 
 
 def record_outputs(ctx: ClusterContext, record: JobRecord, kept: Kept) -> JobRecord:
