@@ -10,7 +10,7 @@ from typing import Any
 from jobgate.client import Gateway, JobSpec, routing
 from scripts import devstack
 from tests.support.waiting import TIMEOUT_S, wait_for
-from tests.support.workers import ProfileFactory, WorkerFactory
+from tests.support.workers import ProfileFactory, WorkerFactory, wait_for_task_events
 
 
 def _tasks(flower: devstack.Flower) -> dict[str, dict[str, Any]]:
@@ -28,12 +28,7 @@ def test_flower_shows_tasks_with_ids_only(
         tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
     ).start()
     try:
-        worker = start_worker(make_profile())
-        # Task events are off by default; Flower switches them on (every 5 s).
-        wait_for(
-            lambda: "Events of group {task} enabled by remote" in worker.log_text(),
-            what="Flower to enable the worker's task events",
-        )
+        wait_for_task_events(start_worker(make_profile()))
         job = gateway.submit(
             JobSpec(name="shown", command="echo private-output", env={"TOKEN": "s3cr3t"}),
             cluster="local",

@@ -14,7 +14,7 @@ from scripts import devstack
 from tests.support.cli import jobgate
 from tests.support.redis_dump import tenant_values
 from tests.support.waiting import TIMEOUT_S, wait_for
-from tests.support.workers import ProfileFactory, WorkerFactory
+from tests.support.workers import ProfileFactory, WorkerFactory, wait_for_task_events
 
 TOKEN, PASSWORD = "tok-LEAK-1f0a", "pw-LEAK-2c9e"
 
@@ -27,6 +27,7 @@ def test_a_secret_reaches_the_job_and_nothing_else(
     ).start()
     try:
         worker = start_worker(make_profile(), env={"LAB_DB_PASSWORD": PASSWORD})
+        wait_for_task_events(worker)
         seen = tmp_path / "seen"
         spec = JobSpec(
             name="secretive",

@@ -14,6 +14,7 @@ from tests.support.redis_dump import tenant_values
 from tests.support.s3 import S3Bucket
 from tests.support.staging import StagedBackend
 from tests.support.waiting import wait_for
+from tests.support.workers import wait_for_task_events
 
 SIGNS_OF_A_URL = ("X-Amz-Signature", "X-Amz-Credential", "Signature=", "AWSAccessKeyId")
 
@@ -26,6 +27,7 @@ def test_no_s3_key_or_presigned_url_shows_anywhere_but_the_client(
     ).start()
     try:
         worker = staged.start()
+        wait_for_task_events(worker)
         (tmp_path / "in.txt").write_text("in")
         job = gateway.submit(
             JobSpec(name="keyless", command="cp in.txt out.txt", inputs=[str(tmp_path / "in.txt")],
