@@ -251,7 +251,9 @@ class LocalBackend(FileBackend[LocalProfile]):
             cgroup: Path | None = Path((directory / f"{job_id}.cgroup").read_text("utf-8"))
         except FileNotFoundError:
             cgroup = None
-        return JobProcesses(job_id, proc.pgid if proc else None, cgroup)
+        if proc is None:
+            return JobProcesses(job_id, None, cgroup)
+        return JobProcesses(job_id, proc.pgid, cgroup, proc.runner_pid)
 
 
 def _runner_processes(directory: Path) -> list[int]:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,10 @@ log = logging.getLogger(__name__)
 
 #: How long processes get to disappear after SIGKILL.
 KILL_WAIT_S = 5.0
-_LOOK_EVERY_S = 0.05
+#: Pidfds a wait holds open at most; the other jobs wait their turn.
+_MAX_PIDFDS = 256
+#: How soon a job whose processes cannot be watched (no pidfds) is looked at again.
+_RECHECK_S = 0.02
 
 
 def make_cgroup(job_id: str) -> Path | None:
@@ -68,22 +73,28 @@ def _own_cgroup() -> Path | None:
 @dataclass(frozen=True)
 class JobProcesses:
     """Where to look for one job's processes: its cgroup when it has one, else its
-    process group (when the runner recorded it) and its environment tag."""
+    process group and runner (when the runner recorded them) and its environment tag."""
 
     job_id: str
     pgid: int | None
     cgroup: Path | None
+    runner_pid: int | None = None
 
 
 def end_jobs(jobs: Sequence[JobProcesses], grace_s: float) -> list[str]:
-    """End every process of these jobs: SIGTERM and up to `grace_s` for them to go (none
-    when `grace_s` is 0), then SIGKILL. Returns the ids of jobs that still have processes
-    `KILL_WAIT_S` after SIGKILL; the others' cgroups are removed."""
+    """End every process of these jobs: SIGTERM to all of them at once and up to `grace_s`
+    for them all to go (none when `grace_s` is 0), then SIGKILL. Returns the ids of jobs
+    that still have processes `KILL_WAIT_S` after SIGKILL; the others' cgroups are removed.
+
+    The waits sleep on the processes' pidfds, so a job that ends is seen ending at once;
+    every process of the host is looked at only to find a job's processes that left its
+    group (jobs without a cgroup: once per signal and once at the end), or members of a
+    group that outlived every process known to be in it.
+    """
     if grace_s > 0:
-        _signal(jobs, signal.SIGTERM)
-        _wait_gone(jobs, grace_s)
-    _signal(jobs, signal.SIGKILL)
-    left = _wait_gone(jobs, KILL_WAIT_S)
+        _wait_gone(jobs, _signal(jobs, signal.SIGTERM), grace_s)
+    _wait_gone(jobs, _signal(jobs, signal.SIGKILL), KILL_WAIT_S)
+    left = live_processes(jobs)
     for job in jobs:
         if job.cgroup is not None and job.job_id not in left:
             with contextlib.suppress(OSError):
@@ -105,27 +116,100 @@ def live_processes(jobs: Sequence[JobProcesses]) -> dict[str, set[int]]:
     return found
 
 
-def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> None:
+def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> dict[str, set[int]]:
+    """Send `sig` to every process of these jobs; returns the processes known to have
+    got it, by job id (a group's members are found only when they are waited for)."""
+    known: dict[str, set[int]] = {job.job_id: set() for job in jobs}
     for job in jobs:
-        if job.cgroup is not None and sig is signal.SIGKILL:
-            with contextlib.suppress(FileNotFoundError):
-                (job.cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
-        elif job.pgid is not None and job.cgroup is None:
+        if job.cgroup is not None:
+            if sig is signal.SIGKILL:
+                with contextlib.suppress(FileNotFoundError):
+                    (job.cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
+            known[job.job_id] = _cgroup_members(job.cgroup)
+        elif job.pgid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pgid, sig)
-    for pids in live_processes(jobs).values():
+            if job.runner_pid is not None and _in_group(job.runner_pid, job.pgid):
+                known[job.job_id].add(job.runner_pid)
+    tagged = {job.job_id for job in jobs if job.cgroup is None}
+    for job_id, pid in _tagged_processes(tagged) if tagged else ():
+        known[job_id].add(pid)
+    for pids in known.values():
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+    return known
 
 
-def _wait_gone(jobs: Sequence[JobProcesses], timeout_s: float) -> set[str]:
+def _wait_gone(jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout_s: float) -> None:
+    """Wait up to `timeout_s` for every process of these jobs to end.
+
+    Each job's processes are watched through pidfds (at most `_MAX_PIDFDS` open at
+    once); when the last watched one of a job ends, the job is looked at again, since
+    its processes may have started others meanwhile.
+    """
     deadline = time.monotonic() + timeout_s
-    while left := live_processes(jobs):
-        if time.monotonic() > deadline:
-            return set(left)
-        time.sleep(_LOOK_EVERY_S)
-    return set()
+    by_id = {job.job_id: job for job in jobs}
+    to_check = deque(by_id)
+    unwatchable: list[str] = []
+    watching: dict[int, str] = {}
+    open_per_job: dict[str, int] = {}
+    poller = select.poll()
+    try:
+        while True:
+            while to_check and len(watching) < _MAX_PIDFDS:
+                job_id = to_check.popleft()
+                pids = known[job_id] = _members(by_id[job_id], known[job_id])
+                opened, failed = 0, False
+                for pid in pids:
+                    try:
+                        fd = os.pidfd_open(pid)
+                    except ProcessLookupError:
+                        continue
+                    except OSError:  # no pidfds here (or no file descriptors left)
+                        failed = True
+                        continue
+                    poller.register(fd, select.POLLIN)
+                    watching[fd] = job_id
+                    opened += 1
+                if opened:
+                    open_per_job[job_id] = opened
+                elif failed:
+                    unwatchable.append(job_id)  # looked at again shortly
+                elif pids:
+                    to_check.append(job_id)  # they ended before they could be watched
+            remaining_s = deadline - time.monotonic()
+            if not (watching or to_check or unwatchable) or remaining_s <= 0:
+                return
+            wait_s = _RECHECK_S if unwatchable or to_check else remaining_s
+            for fd, _ in poller.poll(max(1, int(min(wait_s, remaining_s) * 1000))):
+                job_id = watching.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                open_per_job[job_id] -= 1
+                if not open_per_job[job_id]:
+                    to_check.append(job_id)
+            to_check.extend(unwatchable)
+            unwatchable.clear()
+    finally:
+        for fd in watching:
+            os.close(fd)
+
+
+def _members(job: JobProcesses, known: set[int]) -> set[int]:
+    """A job's processes to wait for: its cgroup's, else those known still alive, else
+    whatever still holds its process group (the only case that looks at every process)."""
+    if job.cgroup is not None:
+        return _cgroup_members(job.cgroup)
+    alive = {pid for pid in known if _alive(pid)}
+    return alive or _group_members(job.pgid)
+
+
+def _in_group(pid: int, pgid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pgid
+    except ProcessLookupError:
+        return False
 
 
 def _cgroup_members(cgroup: Path) -> set[int]:
