@@ -251,9 +251,7 @@ class LocalBackend(FileBackend[LocalProfile]):
             cgroup: Path | None = Path((directory / f"{job_id}.cgroup").read_text("utf-8"))
         except FileNotFoundError:
             cgroup = None
-        if proc is None:
-            return JobProcesses(job_id, None, cgroup)
-        return JobProcesses(job_id, proc.pgid, cgroup, proc.runner_pid)
+        return JobProcesses(job_id, proc.pgid if proc else None, cgroup)
 
 
 def _runner_processes(directory: Path) -> list[int]:

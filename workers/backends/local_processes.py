@@ -73,27 +73,30 @@ def _own_cgroup() -> Path | None:
 @dataclass(frozen=True)
 class JobProcesses:
     """Where to look for one job's processes: its cgroup when it has one, else its
-    process group and runner (when the runner recorded them) and its environment tag."""
+    process group (when the runner recorded it) and its environment tag."""
 
     job_id: str
     pgid: int | None
     cgroup: Path | None
-    runner_pid: int | None = None
 
 
 def end_jobs(jobs: Sequence[JobProcesses], grace_s: float) -> list[str]:
     """End every process of these jobs: SIGTERM to all of them at once and up to `grace_s`
-    for them all to go (none when `grace_s` is 0), then SIGKILL. Returns the ids of jobs
-    that still have processes `KILL_WAIT_S` after SIGKILL; the others' cgroups are removed.
+    for them all to go (none when `grace_s` is 0), then SIGKILL to the rest. Returns the
+    ids of jobs that still have processes `KILL_WAIT_S` after SIGKILL; the others'
+    cgroups are removed.
 
-    The waits sleep on the processes' pidfds, so a job that ends is seen ending at once;
-    every process of the host is looked at only to find a job's processes that left its
-    group (jobs without a cgroup: once per signal and once at the end), or members of a
-    group that outlived every process known to be in it.
+    The waits sleep on the processes' pidfds, so a job that ends is seen ending at once.
+    Jobs in cgroups are never looked for among all the host's processes; the others are,
+    in one pass for all of them, when each signal is sent and once at the end.
     """
+    rest = jobs
     if grace_s > 0:
-        _wait_gone(jobs, _signal(jobs, signal.SIGTERM), grace_s)
-    _wait_gone(jobs, _signal(jobs, signal.SIGKILL), KILL_WAIT_S)
+        lasting = _wait_gone(jobs, _signal(jobs, signal.SIGTERM), grace_s)
+        # A job without a cgroup may have started processes no pass has seen yet.
+        rest = [job for job in jobs if job.job_id in lasting or job.cgroup is None]
+    if rest:
+        _wait_gone(rest, _signal(rest, signal.SIGKILL), KILL_WAIT_S)
     left = live_processes(jobs)
     for job in jobs:
         if job.cgroup is not None and job.job_id not in left:
@@ -105,35 +108,26 @@ def end_jobs(jobs: Sequence[JobProcesses], grace_s: float) -> list[str]:
 def live_processes(jobs: Sequence[JobProcesses]) -> dict[str, set[int]]:
     """The live (not zombie) processes of each job that has any, by job id."""
     found: dict[str, set[int]] = {}
-    tagged = {job.job_id: job for job in jobs if job.cgroup is None}
     for job in jobs:
-        pids = _cgroup_members(job.cgroup) if job.cgroup else _group_members(job.pgid)
-        if pids:
+        if job.cgroup is not None and (pids := _cgroup_members(job.cgroup)):
             found[job.job_id] = pids
-    if tagged:
-        for job_id, pid in _tagged_processes(set(tagged)):
+    untracked = [job for job in jobs if job.cgroup is None]
+    if untracked:
+        for job_id, pid in _group_and_tagged(untracked):
             found.setdefault(job_id, set()).add(pid)
     return found
 
 
 def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> dict[str, set[int]]:
-    """Send `sig` to every process of these jobs; returns the processes known to have
-    got it, by job id (a group's members are found only when they are waited for)."""
-    known: dict[str, set[int]] = {job.job_id: set() for job in jobs}
+    """Send `sig` to every process of these jobs; returns them by job id."""
     for job in jobs:
-        if job.cgroup is not None:
-            if sig is signal.SIGKILL:
-                with contextlib.suppress(FileNotFoundError):
-                    (job.cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
-            known[job.job_id] = _cgroup_members(job.cgroup)
-        elif job.pgid is not None:
+        if job.cgroup is not None and sig is signal.SIGKILL:
+            with contextlib.suppress(FileNotFoundError):
+                (job.cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
+        elif job.cgroup is None and job.pgid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pgid, sig)
-            if job.runner_pid is not None and _in_group(job.runner_pid, job.pgid):
-                known[job.job_id].add(job.runner_pid)
-    tagged = {job.job_id for job in jobs if job.cgroup is None}
-    for job_id, pid in _tagged_processes(tagged) if tagged else ():
-        known[job_id].add(pid)
+    known = live_processes(jobs)
     for pids in known.values():
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
@@ -141,8 +135,11 @@ def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> dict[str, set[
     return known
 
 
-def _wait_gone(jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout_s: float) -> None:
-    """Wait up to `timeout_s` for every process of these jobs to end.
+def _wait_gone(
+    jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout_s: float
+) -> set[str]:
+    """Wait up to `timeout_s` for every process of these jobs to end; returns the ids of
+    the jobs that may still have some.
 
     Each job's processes are watched through pidfds (at most `_MAX_PIDFDS` open at
     once); when the last watched one of a job ends, the job is looked at again, since
@@ -159,7 +156,7 @@ def _wait_gone(jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout
         while True:
             while to_check and len(watching) < _MAX_PIDFDS:
                 job_id = to_check.popleft()
-                pids = known[job_id] = _members(by_id[job_id], known[job_id])
+                pids = known[job_id] = _members(by_id[job_id], known.get(job_id, set()))
                 opened, failed = 0, False
                 for pid in pids:
                     try:
@@ -180,7 +177,7 @@ def _wait_gone(jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout
                     to_check.append(job_id)  # they ended before they could be watched
             remaining_s = deadline - time.monotonic()
             if not (watching or to_check or unwatchable) or remaining_s <= 0:
-                return
+                return {*watching.values(), *to_check, *unwatchable}
             wait_s = _RECHECK_S if unwatchable or to_check else remaining_s
             for fd, _ in poller.poll(max(1, int(min(wait_s, remaining_s) * 1000))):
                 job_id = watching.pop(fd)
@@ -197,19 +194,10 @@ def _wait_gone(jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout
 
 
 def _members(job: JobProcesses, known: set[int]) -> set[int]:
-    """A job's processes to wait for: its cgroup's, else those known still alive, else
-    whatever still holds its process group (the only case that looks at every process)."""
+    """A job's processes to wait for: its cgroup's, else those known still alive."""
     if job.cgroup is not None:
         return _cgroup_members(job.cgroup)
-    alive = {pid for pid in known if _alive(pid)}
-    return alive or _group_members(job.pgid)
-
-
-def _in_group(pid: int, pgid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pgid
-    except ProcessLookupError:
-        return False
+    return {pid for pid in known if _alive(pid)}
 
 
 def _cgroup_members(cgroup: Path) -> set[int]:
@@ -220,37 +208,18 @@ def _cgroup_members(cgroup: Path) -> set[int]:
     return {pid for pid in pids if _alive(pid)}
 
 
-def _group_members(pgid: int | None) -> set[int]:
-    """Pids of the live processes in process group `pgid`.
-
-    Where init reaps orphans, an empty group is gone at once; the scan of all
-    processes is only needed while unreaped zombies still hold the group.
-    """
-    if pgid is None:
-        return set()
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return set()
-    members = set()
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                members.add(proc.pid)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
-
-
-def _tagged_processes(job_ids: set[str]) -> list[tuple[str, int]]:
-    """(job id, pid) of every live process whose environment names one of `job_ids`."""
+def _group_and_tagged(jobs: Sequence[JobProcesses]) -> list[tuple[str, int]]:
+    """(job id, pid) of every live process in one of these jobs' process groups or whose
+    environment names one of them: one pass over every process of the host."""
+    by_group = {job.pgid: job.job_id for job in jobs if job.pgid is not None}
+    job_ids = {job.job_id for job in jobs}
     found = []
     for proc in psutil.process_iter(["status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            job_id = proc.environ().get(JOB_ID_ENV)
-        except psutil.Error:
+            job_id = by_group.get(os.getpgid(proc.pid)) or proc.environ().get(JOB_ID_ENV)
+        except (ProcessLookupError, psutil.Error):
             continue
         if job_id in job_ids:
             found.append((job_id, proc.pid))
