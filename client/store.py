@@ -319,13 +319,6 @@ class JobStore:
         return self.redis.hgetall(self.keys.secrets(job_id))  # type: ignore[return-value]
 
     @guarded
-    def drop_working_keys(self, job_id: str) -> None:
-        """Delete what only an unsettled job needs: its secret env values, and its event
-        stream (whoever waited woke on the event that settled it; `read_events` answers
-        from the history after this)."""
-        self.redis.delete(self.keys.secrets(job_id), self.keys.events(job_id))
-
-    @guarded
     def save_output_tail(self, job_id: str, text: str, ttl_s: float) -> None:
         """Keep the end of a finished job's output (expires with the record's retention)."""
         self.redis.set(self.keys.output_tail(job_id), text, ex=max(1, int(ttl_s)))
@@ -436,8 +429,8 @@ class JobStore:
     ) -> list[tuple[str, dict[str, str]]]:
         """Events of a job after event id `after`, blocking up to `block_ms` for the first.
 
-        A settled job's stream is gone (`drop_working_keys`): its transitions are read from
-        its history instead, at once, with ids ``0-<n>`` (the n-th transition), which sort
+        A settled job's stream is gone (`retire`): its transitions are read from its
+        history instead, at once, with ids ``0-<n>`` (the n-th transition), which sort
         before every id of a stream.
         """
         k = self.keys
@@ -464,6 +457,17 @@ class JobStore:
     @guarded
     def mark_finalized(self, job_id: str) -> None:
         self.redis.zrem(self.keys.finalize_pending, job_id)
+
+    @guarded
+    def retire(self, job_id: str) -> None:
+        """`mark_finalized`, and delete what only an unsettled job needs: its secret env
+        values and its event stream (whoever waited woke on the event that settled it;
+        `read_events` answers from the history after this)."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(k.secrets(job_id), k.events(job_id))
+        pipe.zrem(k.finalize_pending, job_id)
+        pipe.execute()
 
     @guarded
     def purge_expired(self, now_s: float, limit: int = 1000) -> int:

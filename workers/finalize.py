@@ -48,8 +48,7 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
             if record.outputs is None:
                 record = record_outputs(ctx, record, keep_outputs(ctx, record))
     store_result(ctx, record)
-    store.drop_working_keys(job_id)
-    store.mark_finalized(job_id)
+    store.retire(job_id)
     log.info(
         "job %s finished: %s%s",
         job_id,
