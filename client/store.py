@@ -433,18 +433,26 @@ class JobStore:
         history instead, at once, with ids ``0-<n>`` (the n-th transition), which sort
         before every id of a stream.
         """
+        retired = self._retired_events(job_id, after)
+        if retired is not None:
+            return retired
+        reply: Any = self.redis.xread({self.keys.events(job_id): after}, block=block_ms, count=100)
+        if not reply:  # nothing came, or the stream went meanwhile
+            return self._retired_events(job_id, after) or []
+        return [(event_id, json.loads(f["event"])) for event_id, f in reply[0][1]]
+
+    def _retired_events(self, job_id: str, after: str) -> list[tuple[str, dict[str, str]]] | None:
+        """The events after `after` of a finished job whose stream is gone, from its
+        history; None while the job has its stream (or is not finished)."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         pipe.exists(k.events(job_id))
         pipe.hmget(k.job(job_id), ["cluster", "status"])
         pipe.lrange(k.history(job_id), 0, -1)
         exists, (cluster, status), history = pipe.execute()
-        if not exists and status and JobStatus(status).is_finished:
-            return _history_events(job_id, cluster, history, after)
-        reply: Any = self.redis.xread({k.events(job_id): after}, block=block_ms, count=100)
-        if not reply:
-            return []
-        return [(event_id, json.loads(f["event"])) for event_id, f in reply[0][1]]
+        if exists or not status or not JobStatus(status).is_finished:
+            return None
+        return _history_events(job_id, cluster, history, after)
 
     # -- finalization and retention -----------------------------------------------
 
