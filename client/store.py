@@ -303,6 +303,7 @@ class JobStore:
             {"event": json.dumps(event)},
             maxlen=EVENT_STREAM_MAXLEN,
             approximate=True,
+            nomkstream=True,  # a retry after finalize dropped the stream wakes no one
         )
         pipe.execute()
 
@@ -334,10 +335,6 @@ class JobStore:
     def job_secrets(self, job_id: str) -> dict[str, str]:
         """The job's secret env values (empty once the job is finalized)."""
         return self.redis.hgetall(self.keys.secrets(job_id))  # type: ignore[return-value]
-
-    @guarded
-    def drop_secrets(self, job_id: str) -> None:
-        self.redis.delete(self.keys.secrets(job_id))
 
     @guarded
     def save_output_tail(self, job_id: str, text: str, ttl_s: float) -> None:
@@ -448,11 +445,32 @@ class JobStore:
     def read_events(
         self, job_id: str, after: str, block_ms: int
     ) -> list[tuple[str, dict[str, str]]]:
-        """Events of a job after event id `after`, blocking up to `block_ms` for the first."""
+        """Events of a job after event id `after`, blocking up to `block_ms` for the first.
+
+        A settled job's stream is gone (`retire`): its transitions are read from its
+        history instead, at once, with ids ``0-<n>`` (the n-th transition), which sort
+        before every id of a stream.
+        """
+        retired = self._retired_events(job_id, after)
+        if retired is not None:
+            return retired
         reply: Any = self.redis.xread({self.keys.events(job_id): after}, block=block_ms, count=100)
-        if not reply:
-            return []
+        if not reply:  # nothing came, or the stream went meanwhile
+            return self._retired_events(job_id, after) or []
         return [(event_id, json.loads(f["event"])) for event_id, f in reply[0][1]]
+
+    def _retired_events(self, job_id: str, after: str) -> list[tuple[str, dict[str, str]]] | None:
+        """The events after `after` of a finished job whose stream is gone, from its
+        history; None while the job has its stream (or is not finished)."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(k.events(job_id))
+        pipe.hmget(k.job(job_id), ["cluster", "status"])
+        pipe.lrange(k.history(job_id), 0, -1)
+        exists, (cluster, status), history = pipe.execute()
+        if exists or not status or not JobStatus(status).is_finished:
+            return None
+        return _history_events(job_id, cluster, history, after)
 
     # -- finalization and retention -----------------------------------------------
 
@@ -465,6 +483,17 @@ class JobStore:
     @guarded
     def mark_finalized(self, job_id: str) -> None:
         self.redis.zrem(self.keys.finalize_pending, job_id)
+
+    @guarded
+    def retire(self, job_id: str) -> None:
+        """`mark_finalized`, and delete what only an unsettled job needs: its secret env
+        values and its event stream (whoever waited woke on the event that settled it;
+        `read_events` answers from the history after this)."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(k.secrets(job_id), k.events(job_id))
+        pipe.zrem(k.finalize_pending, job_id)
+        pipe.execute()
 
     @guarded
     def purge_expired(self, now_s: float, limit: int = 1000) -> int:
@@ -514,6 +543,23 @@ class JobStore:
         polls_<outcome>."""
         raw: dict[str, str] = self.redis.hgetall(self.keys.stats(cluster))  # type: ignore[assignment]
         return {key: float(value) for key, value in raw.items()}
+
+
+def _history_events(
+    job_id: str, cluster: str, history: list[str], after: str
+) -> list[tuple[str, dict[str, str]]]:
+    """A job's transitions after event id `after` as the events its stream held."""
+    millis, _, seq = after.partition("-")
+    if int(millis):
+        return []  # `after` came from the stream: every transition was before it
+    seen = int(seq or 0)
+    events, previous = [], None
+    for n, entry in enumerate(history, start=1):
+        t = Transition.model_validate_json(entry)
+        if n > seen:
+            events.append((f"0-{n}", JobStore._event("transition", job_id, cluster, t, previous)))
+        previous = t.status
+    return events
 
 
 def _lower_bound_key(bound: str) -> tuple[str, int]:

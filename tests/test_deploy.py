@@ -25,6 +25,7 @@ def test_redis_conf_keeps_every_write_and_never_evicts(tmp_path: Path) -> None:
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync") == {"appendfsync": "everysec"}
         assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+        assert client.config_get("stream-node-max-bytes") == {"stream-node-max-bytes": "1024"}
         client.set("k", "v")
         client.close()
     finally:

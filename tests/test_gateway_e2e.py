@@ -8,6 +8,7 @@ creates, so no test depends on how fast anything is.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from celery.result import AsyncResult
@@ -138,3 +139,41 @@ def test_fresh_status_refreshes_a_stale_snapshot(
 
 def _stats(gateway: Gateway) -> dict[str, float]:
     return gateway.store.query_stats("local")
+
+
+def test_a_finished_job_keeps_no_event_stream_and_still_answers_wait_and_events(
+    gateway: Gateway,
+    make_profile: ProfileFactory,
+    start_worker: WorkerFactory,
+    tmp_path: Path,
+) -> None:
+    """Finalize drops the job's event stream (its bytes are most of an unfinished job's);
+    a wait that blocked on it wakes, and the events are read from the history after."""
+    start_worker(make_profile())
+    store, gate = gateway.store, tmp_path / "go"
+    job = gateway.submit(JobSpec(name="ev", command=gated("echo ev", gate)), cluster="local")
+    wait_for(lambda: job.status() is JobStatus.RUNNING, what="job running")
+    stream_id = store.last_event_id(job.id)
+    assert stream_id != "0"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        waiting = pool.submit(job.wait, TIMEOUT_S)
+        gate.touch()
+        record = waiting.result(timeout=TIMEOUT_S)
+    assert record.status is JobStatus.SUCCEEDED
+    wait_for(
+        lambda: not store.redis.exists(store.keys.events(job.id)),
+        what="finalize to drop the event stream",
+    )
+
+    assert job.wait(timeout_s=TIMEOUT_S) == record == job.record()
+    events = store.read_events(job.id, "0", block_ms=TIMEOUT_S * 1000)
+    assert [(e["status"], e["previous"]) for _, e in events] == [
+        ("NEW", ""),
+        ("PENDING", "NEW"),
+        ("RUNNING", "PENDING"),
+        ("SUCCEEDED", "RUNNING"),
+    ]
+    assert events[-1][1]["exit_code"] == "0"
+    assert store.read_events(job.id, events[1][0], block_ms=1) == events[2:]
+    assert store.read_events(job.id, stream_id, block_ms=TIMEOUT_S * 1000) == []
+    assert "".join(job.logs(follow=True)) == "ev\n"

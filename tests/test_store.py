@@ -12,6 +12,7 @@ import redis
 
 from jobgate.client import Gateway, ids
 from jobgate.client import store as store_module
+from jobgate.client.files import OutputsReport
 from jobgate.client.models import (
     ElementState,
     JobQuery,
@@ -126,6 +127,27 @@ def test_event_read_blocks_until_a_transition(store: JobStore) -> None:
     job = make_record(store).id
     start = store.last_event_id(job)
     assert store.read_events(job, start, block_ms=50) == []
+
+
+def test_a_retired_job_answers_events_from_its_history_and_a_late_report_adds_no_stream(
+    store: JobStore,
+) -> None:
+    job = make_record(store).id
+    move(store, job, JobStatus.RUNNING, backend_id="b")
+    move(store, job, JobStatus.FAILED, exit_code=2, reason="exit code 2")
+    streamed = store.read_events(job, "0", block_ms=1000)
+    store.retire(job)
+    assert not store.redis.exists(store.keys.events(job), store.keys.secrets(job))
+    assert job not in store.pending_finalization()
+
+    store.record_outputs(job, OutputsReport(complete=False, reason="S3 down"))
+    assert not store.redis.exists(store.keys.events(job))
+    assert store.get(job).outputs == OutputsReport(complete=False, reason="S3 down")
+    from_history = store.read_events(job, "0", block_ms=1000)
+    assert [e for _, e in from_history] == [e for _, e in streamed]
+    assert [event_id for event_id, _ in from_history] == ["0-1", "0-2", "0-3"]
+    assert store.read_events(job, "0-2", block_ms=1000) == from_history[2:]
+    assert store.read_events(job, streamed[-1][0], block_ms=1000) == []
 
 
 def _commandstats(client: redis.Redis) -> dict[str, int]:

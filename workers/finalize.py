@@ -3,7 +3,8 @@
 The transition that finishes a job also puts it in the store's finalize set;
 its outputs and logs are kept in S3 (jobs with inputs or outputs; staging.outputs),
 the result is stored (for the profile's `result_expires_s`), the job's secret env
-values are deleted, and the job leaves the set. A worker that dies in between
+values and its event stream are deleted (a kept record costs its hash and history
+only), and the job leaves the set. A worker that dies in between
 leaves the job in the set, and its cluster's next reconcile finalizes it: at
 least once, always the same record.
 """
@@ -59,8 +60,7 @@ def _finalize(ctx: ClusterContext, record: JobRecord) -> JobRecord:
             if record.outputs is None:
                 record = record_outputs(ctx, record, keep_outputs(ctx, record))
     store_result(ctx, record)
-    store.drop_secrets(job_id)
-    store.mark_finalized(job_id)
+    store.retire(job_id)
     log.info(
         "job %s finished: %s%s",
         job_id,

@@ -15,8 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,10 @@ log = logging.getLogger(__name__)
 
 #: How long processes get to disappear after SIGKILL.
 KILL_WAIT_S = 5.0
-_LOOK_EVERY_S = 0.05
+#: Pidfds a wait holds open at most; the other jobs wait their turn.
+_MAX_PIDFDS = 256
+#: How soon a job whose processes cannot be watched (no pidfds) is looked at again.
+_RECHECK_S = 0.02
 
 
 def make_cgroup(job_id: str) -> Path | None:
@@ -76,14 +81,23 @@ class JobProcesses:
 
 
 def end_jobs(jobs: Sequence[JobProcesses], grace_s: float) -> list[str]:
-    """End every process of these jobs: SIGTERM and up to `grace_s` for them to go (none
-    when `grace_s` is 0), then SIGKILL. Returns the ids of jobs that still have processes
-    `KILL_WAIT_S` after SIGKILL; the others' cgroups are removed."""
+    """End every process of these jobs: SIGTERM to all of them at once and up to `grace_s`
+    for them all to go (none when `grace_s` is 0), then SIGKILL to the rest. Returns the
+    ids of jobs that still have processes `KILL_WAIT_S` after SIGKILL; the others'
+    cgroups are removed.
+
+    The waits sleep on the processes' pidfds, so a job that ends is seen ending at once.
+    Jobs in cgroups are never looked for among all the host's processes; the others are,
+    in one pass for all of them, when each signal is sent and once at the end.
+    """
+    rest = jobs
     if grace_s > 0:
-        _signal(jobs, signal.SIGTERM)
-        _wait_gone(jobs, grace_s)
-    _signal(jobs, signal.SIGKILL)
-    left = _wait_gone(jobs, KILL_WAIT_S)
+        lasting = _wait_gone(jobs, _signal(jobs, signal.SIGTERM), grace_s)
+        # A job without a cgroup may have started processes no pass has seen yet.
+        rest = [job for job in jobs if job.job_id in lasting or job.cgroup is None]
+    if rest:
+        _wait_gone(rest, _signal(rest, signal.SIGKILL), KILL_WAIT_S)
+    left = live_processes(jobs)
     for job in jobs:
         if job.cgroup is not None and job.job_id not in left:
             with contextlib.suppress(OSError):
@@ -94,38 +108,96 @@ def end_jobs(jobs: Sequence[JobProcesses], grace_s: float) -> list[str]:
 def live_processes(jobs: Sequence[JobProcesses]) -> dict[str, set[int]]:
     """The live (not zombie) processes of each job that has any, by job id."""
     found: dict[str, set[int]] = {}
-    tagged = {job.job_id: job for job in jobs if job.cgroup is None}
     for job in jobs:
-        pids = _cgroup_members(job.cgroup) if job.cgroup else _group_members(job.pgid)
-        if pids:
+        if job.cgroup is not None and (pids := _cgroup_members(job.cgroup)):
             found[job.job_id] = pids
-    if tagged:
-        for job_id, pid in _tagged_processes(set(tagged)):
+    untracked = [job for job in jobs if job.cgroup is None]
+    if untracked:
+        for job_id, pid in _group_and_tagged(untracked):
             found.setdefault(job_id, set()).add(pid)
     return found
 
 
-def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> None:
+def _signal(jobs: Sequence[JobProcesses], sig: signal.Signals) -> dict[str, set[int]]:
+    """Send `sig` to every process of these jobs; returns them by job id."""
     for job in jobs:
         if job.cgroup is not None and sig is signal.SIGKILL:
             with contextlib.suppress(FileNotFoundError):
                 (job.cgroup / "cgroup.kill").write_text("1", encoding="utf-8")
-        elif job.pgid is not None and job.cgroup is None:
+        elif job.cgroup is None and job.pgid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pgid, sig)
-    for pids in live_processes(jobs).values():
+    known = live_processes(jobs)
+    for pids in known.values():
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
+    return known
 
 
-def _wait_gone(jobs: Sequence[JobProcesses], timeout_s: float) -> set[str]:
+def _wait_gone(
+    jobs: Sequence[JobProcesses], known: dict[str, set[int]], timeout_s: float
+) -> set[str]:
+    """Wait up to `timeout_s` for every process of these jobs to end; returns the ids of
+    the jobs that may still have some.
+
+    Each job's processes are watched through pidfds (at most `_MAX_PIDFDS` open at
+    once); when the last watched one of a job ends, the job is looked at again, since
+    its processes may have started others meanwhile.
+    """
     deadline = time.monotonic() + timeout_s
-    while left := live_processes(jobs):
-        if time.monotonic() > deadline:
-            return set(left)
-        time.sleep(_LOOK_EVERY_S)
-    return set()
+    by_id = {job.job_id: job for job in jobs}
+    to_check = deque(by_id)
+    unwatchable: list[str] = []
+    watching: dict[int, str] = {}
+    open_per_job: dict[str, int] = {}
+    poller = select.poll()
+    try:
+        while True:
+            while to_check and len(watching) < _MAX_PIDFDS:
+                job_id = to_check.popleft()
+                pids = known[job_id] = _members(by_id[job_id], known.get(job_id, set()))
+                opened, failed = 0, False
+                for pid in pids:
+                    try:
+                        fd = os.pidfd_open(pid)
+                    except ProcessLookupError:
+                        continue
+                    except OSError:  # no pidfds here (or no file descriptors left)
+                        failed = True
+                        continue
+                    poller.register(fd, select.POLLIN)
+                    watching[fd] = job_id
+                    opened += 1
+                if opened:
+                    open_per_job[job_id] = opened
+                elif failed:
+                    unwatchable.append(job_id)  # looked at again shortly
+                elif pids:
+                    to_check.append(job_id)  # they ended before they could be watched
+            remaining_s = deadline - time.monotonic()
+            if not (watching or to_check or unwatchable) or remaining_s <= 0:
+                return {*watching.values(), *to_check, *unwatchable}
+            wait_s = _RECHECK_S if unwatchable or to_check else remaining_s
+            for fd, _ in poller.poll(max(1, int(min(wait_s, remaining_s) * 1000))):
+                job_id = watching.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                open_per_job[job_id] -= 1
+                if not open_per_job[job_id]:
+                    to_check.append(job_id)
+            to_check.extend(unwatchable)
+            unwatchable.clear()
+    finally:
+        for fd in watching:
+            os.close(fd)
+
+
+def _members(job: JobProcesses, known: set[int]) -> set[int]:
+    """A job's processes to wait for: its cgroup's, else those known still alive."""
+    if job.cgroup is not None:
+        return _cgroup_members(job.cgroup)
+    return {pid for pid in known if _alive(pid)}
 
 
 def _cgroup_members(cgroup: Path) -> set[int]:
@@ -136,37 +208,18 @@ def _cgroup_members(cgroup: Path) -> set[int]:
     return {pid for pid in pids if _alive(pid)}
 
 
-def _group_members(pgid: int | None) -> set[int]:
-    """Pids of the live processes in process group `pgid`.
-
-    Where init reaps orphans, an empty group is gone at once; the scan of all
-    processes is only needed while unreaped zombies still hold the group.
-    """
-    if pgid is None:
-        return set()
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return set()
-    members = set()
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                members.add(proc.pid)
-        except (ProcessLookupError, psutil.Error):
-            continue
-    return members
-
-
-def _tagged_processes(job_ids: set[str]) -> list[tuple[str, int]]:
-    """(job id, pid) of every live process whose environment names one of `job_ids`."""
+def _group_and_tagged(jobs: Sequence[JobProcesses]) -> list[tuple[str, int]]:
+    """(job id, pid) of every live process in one of these jobs' process groups or whose
+    environment names one of them: one pass over every process of the host."""
+    by_group = {job.pgid: job.job_id for job in jobs if job.pgid is not None}
+    job_ids = {job.job_id for job in jobs}
     found = []
     for proc in psutil.process_iter(["status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
         try:
-            job_id = proc.environ().get(JOB_ID_ENV)
-        except psutil.Error:
+            job_id = by_group.get(os.getpgid(proc.pid)) or proc.environ().get(JOB_ID_ENV)
+        except (ProcessLookupError, psutil.Error):
             continue
         if job_id in job_ids:
             found.append((job_id, proc.pid))
