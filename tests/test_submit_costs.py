@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from jobgate.client import Gateway, JobSpec, JobStatus, lua
-from tests.support.waiting import TIMEOUT_S
+from tests.support.waiting import TIMEOUT_S, wait_for
 from tests.support.workers import ProfileFactory, WorkerFactory
 
 
@@ -67,3 +67,9 @@ def test_a_submit_sends_no_task_events_and_subscribes_to_no_result(
     assert not [c for c in seen if c == f"HGET {job_key} cluster"]  # the message says it
     assert not [c for c in seen if c.startswith(f"HSET {job_key} findings")]  # unchanged
     assert not [c for c in seen if c.startswith(f"HGETALL {gateway.keys.secrets(job.id)}")]
+    # The result's SETEX already gives the profile's result_expires_s (a day): no EXPIRE.
+    result_key = f"{gateway.keys.prefix}celery-task-meta-{job.result_id}"
+    wait_for(lambda: any(c.startswith(f"SETEX {result_key} 86400 ") for c in monitored),
+             what="the final result stored")  # fmt: skip
+    seen = list(monitored)
+    assert not [c for c in seen if c.startswith(f"EXPIRE {result_key}")]

@@ -75,7 +75,7 @@ def store_result(ctx: ClusterContext, record: JobRecord) -> None:
     results = ctx.app.backend
     assert isinstance(results, BaseKeyValueStoreBackend), "jobgate's result backend is Redis"
     results.store_result(record.result_id, record.model_dump(mode="json"), states.SUCCESS)
-    if ctx.profile.result_expires_s != results.expires:  # else Celery's SETEX set it
+    if ctx.profile.result_expires_s != ctx.app.conf.result_expires:  # else SETEX did
         results.expire(results.get_key_for_task(record.result_id), ctx.profile.result_expires_s)
 
 
