@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
     args = parser.parse_args()
-    config = SlurmExecutorConfig(work_directory=args.work_dir, queue_polling_interval=3600)
+    config = SlurmExecutorConfig(work_directory=args.work_dir)  # PSI/J's own defaults else
     executor = psij.JobExecutor.get_instance("slurm", config=config)
     jobs = [
         psij.Job(

@@ -51,7 +51,10 @@ def output(argv: list[str], env: dict[str, str] | None = None) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=ROOT, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-    return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+    if done.returncode != 0:
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def machine(env: dict[str, str]) -> dict[str, Any]:

@@ -119,6 +119,15 @@ def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
             "its own keys",
         ),
     ]
+    results = sum(v for k, v in finished_keys.items() if "celery-task-meta" in k)
+    figures.append(
+        shown(
+            "memory",
+            "  per finished job once its Celery result expired (result_expires_s)",
+            (finished_bytes - results) / KB,
+            "KB",
+        )
+    )
     figures += [shown("memory", f"  active: {k}", v / KB, "KB") for k, v in active_keys.items()]
     figures += [shown("memory", f"  finished: {k}", v / KB, "KB") for k, v in finished_keys.items()]
     raw = {

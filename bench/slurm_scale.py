@@ -25,6 +25,7 @@ from jobgate.client import JobSpec
 CLUSTER = "held"
 POLL_INTERVAL_S = 5.0
 MB = 1024 * 1024
+WARM_UP = 10
 
 
 def fill(sv: Services, start: int, stop: int) -> float:
@@ -65,27 +66,31 @@ def run(
         poll_interval_max_s=POLL_INTERVAL_S,
     )
     middle = min(1000, scale)
+    empty_end = min(WARM_UP + jobs, middle)
     try:
         with bench.gateway("scale", [profile], concurrency) as sv:
             time.sleep(2)  # the worker settles after start-up
             idle_rss_mb = tree_rss_bytes(sv.worker.pid) / MB
-            empty_rate = fill(sv, 0, min(jobs, middle))
-            rate_to_middle = fill(sv, min(jobs, middle), middle) if jobs < middle else empty_rate
+            fill(sv, 0, WARM_UP)  # the pool processes' first tasks
+            empty_rate = fill(sv, WARM_UP, empty_end)
+            filling = (empty_end, middle, fill(sv, empty_end, middle) if middle > empty_end else 0)
             at_middle = observe(bench, sv, steps)
-            filling_rate = fill(sv, middle, scale) if scale > middle else rate_to_middle
+            if scale > middle:
+                filling = (middle, scale, fill(sv, middle, scale))
             at_scale = observe(bench, sv, steps)
     finally:
         bench.cancel_everything()
+    first, last, filling_rate = filling
     step_s = median(at_scale["step_s"])
     squeue_calls = median([float(n) for n in at_scale["squeue_per_step"]])
     figures = [
         at_least_times(
             "scale",
-            f"submit rate filling {middle} -> {scale} active",
+            f"submit rate filling {first} -> {last} active",
             filling_rate,
             "jobs/s",
             empty_rate,
-            f"first {min(jobs, middle)} on an empty cluster",
+            f"{WARM_UP} -> {empty_end} on an empty cluster",
             0.8,
         ),
         at_most(
@@ -126,8 +131,7 @@ def run(
     raw = {
         "scale": scale,
         "empty_rate_per_s": round(empty_rate, 1),
-        "rate_to_middle_per_s": round(rate_to_middle, 1),
-        "filling_rate_per_s": round(filling_rate, 1),
+        "filling": {"from": first, "to": last, "per_s": round(filling_rate, 1)},
         "idle_rss_mb": round(idle_rss_mb, 1),
         f"at_{middle}": at_middle,
         f"at_{scale}": at_scale,

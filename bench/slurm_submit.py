@@ -86,7 +86,7 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
     cpu_ms: dict[str, list[float]] = {"gateway": [], "plain": [], "psij": []}
     with bench.gateway("submit", [profile], concurrency) as sv:
         gateway_round(sv, 10)  # warm the worker's pool processes up
-        bench.drain()
+        bench.cancel_everything()
         runs = {
             "gateway": lambda: gateway_round(sv, jobs),
             "plain": lambda: plain_round(bench, jobs),
@@ -99,7 +99,7 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
                 seconds = runs[who]()
                 cpu_ms[who].append((busy_cpu_s() - cpu_before) / jobs * 1000)
                 rates[who].append(jobs / seconds)
-                bench.drain()
+                bench.cancel_everything()
     gateway, plain, psij = (median(rates[k]) for k in ("gateway", "plain", "psij"))
     label = f"submit {jobs} jobs, concurrency {concurrency}"
     figures = [
