@@ -269,6 +269,17 @@ class Services:
             if pending:
                 time.sleep(0.01)
 
+    def wait_settled(self, cluster: str, timeout_s: float = 600) -> None:
+        """Until the worker has seen every job of `cluster` finish and stored its result."""
+        client = self.redis.client()
+        active, pending = self.gw.keys.active(cluster), self.gw.keys.finalize_pending
+        devstack.wait_until(
+            lambda: not client.hlen(active) and not client.zcard(pending),
+            timeout_s,
+            f"the worker to settle {cluster}'s jobs",
+            interval_s=0.1,
+        )
+
     def polls_done(self, cluster: str) -> int:
         stats = self.gw.store.query_stats(cluster)
         return int(stats.get("polls_continued", 0) + stats.get("polls_ended", 0))

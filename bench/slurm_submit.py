@@ -87,6 +87,7 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
     with bench.gateway("submit", [profile], concurrency) as sv:
         gateway_round(sv, 10)  # warm the worker's pool processes up
         bench.cancel_everything()
+        sv.wait_settled(CLUSTER)
         runs = {
             "gateway": lambda: gateway_round(sv, jobs),
             "plain": lambda: plain_round(bench, jobs),
@@ -100,6 +101,7 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
                 cpu_ms[who].append((busy_cpu_s() - cpu_before) / jobs * 1000)
                 rates[who].append(jobs / seconds)
                 bench.cancel_everything()
+                sv.wait_settled(CLUSTER)
     gateway, plain, psij = (median(rates[k]) for k in ("gateway", "plain", "psij"))
     label = f"submit {jobs} jobs, concurrency {concurrency}"
     figures = [
