@@ -12,6 +12,7 @@ worker, stopped by PID; plus the instruments read from outside the gateway.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -129,6 +130,19 @@ def busy_cpu_s() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process, its live descendants and every child they reaped."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            t = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants."""
     root = psutil.Process(pid)
@@ -165,6 +179,11 @@ class Bench:
         self.slurm_local("stop", "--cancel-jobs")
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def daemon_pids(self) -> list[int]:
+        """munged, slurmctld and slurmd, as scripts/slurm-local recorded them."""
+        records = sorted((self.slurm_dir / "started").glob("*.json"))
+        return [int(json.loads(r.read_text())["pid"]) for r in records]
 
     def slurm(self, *argv: str, timeout_s: float = 120) -> str:
         """Run a Slurm command (the real one, not the logged wrapper); its stdout."""
@@ -245,6 +264,13 @@ class Services:
     gw: Gateway
     redis: devstack.RedisServer
     worker: devstack.Worker
+
+    def stack_cpu_s(self, bench: Bench) -> float:
+        """CPU seconds so far of every process a submit involves: this one (the client,
+        and the sbatch or PSI/J it ran), the worker's, Redis and the Slurm daemons.
+        Unlike the machine's busy time, other users' load on the machine is left out."""
+        pids = [os.getpid(), self.worker.pid, self.redis.pid, *bench.daemon_pids()]
+        return sum(tree_cpu_s(pid) for pid in pids)
 
     def wait_active(self, cluster: str, count: int, timeout_s: float = 3600) -> None:
         """Until `count` jobs of `cluster` have their scheduler id (and are unfinished)."""
