@@ -1,8 +1,9 @@
 """Goal 2: the gateway with many active Slurm jobs (default 10,000).
 
 The cluster is filled through the gateway with jobs that stay PENDING (the profile
-adds ``sbatch --hold``), in three steps: the first `jobs` on an empty cluster (the
-empty-cluster submit rate), up to 1,000, then up to `scale` (the rate while filling).
+adds ``sbatch --hold``), in steps: 10 jobs to warm the worker's pool up, the next `jobs`
+on an empty cluster (the empty-cluster submit rate), up to 1,000, then up to `scale`
+(the rate while filling).
 At 1,000 and at `scale` the bench waits for `steps` poll steps and reads:
 - the duration of each poll step, from Celery's "Task jobgate.poll[...] succeeded in
   Xs" lines in the worker's log (the whole task: lease, query, transitions);
