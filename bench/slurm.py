@@ -40,7 +40,7 @@ import slurm_memory
 import slurm_scale
 import slurm_submit
 from slurm_goals import Figure, table
-from slurm_stack import ROOT, Bench
+from slurm_stack import ROOT, Bench, exit_on_signals
 
 SECTIONS = ("submit", "scale", "memory", "cancel", "lag")
 RESULTS = ROOT / "bench" / "results" / "slurm.json"
@@ -171,6 +171,7 @@ def run_all(bench: Bench, args: argparse.Namespace) -> tuple[list[Figure], list[
 
 def main() -> int:
     args = parse_args()
+    exit_on_signals()
     bench = Bench(keep=args.keep).start()
     try:
         figures, failed = run_all(bench, args)

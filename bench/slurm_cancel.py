@@ -33,12 +33,7 @@ def cancel_all(sv: Services, jobs: list[Job]) -> float:
     began = time.perf_counter()
     with ThreadPoolExecutor(CANCEL_THREADS) as pool:
         list(pool.map(lambda job: job.cancel(timeout_s=600), jobs))
-    pending = {job.id for job in jobs}
-    while pending:
-        records = sv.gw.store.get_many(sorted(pending))
-        pending = {r.id for r in records if r is not None and r.status is not JobStatus.CANCELLED}
-        if pending:
-            time.sleep(0.01)
+    sv.wait_status([job.id for job in jobs], JobStatus.CANCELLED)
     return time.perf_counter() - began
 
 
@@ -49,7 +44,7 @@ def gateway_round(bench: Bench, sv: Services, cluster: str, jobs: int) -> dict[s
     ]
     sv.wait_submitted([job.id for job in handles])
     if cluster == LOCAL:
-        wait_running(sv, handles)
+        sv.wait_status([job.id for job in handles], JobStatus.RUNNING)
     since = time.time()
     seconds = cancel_all(sv, handles)
     calls = [c for c in bench.calls.calls(since) if c.command == "scancel"]
@@ -59,17 +54,6 @@ def gateway_round(bench: Bench, sv: Services, cluster: str, jobs: int) -> dict[s
         "scancel_calls": len(calls),
         "scancel_s": sum(c.seconds for c in calls),
     }
-
-
-def wait_running(sv: Services, jobs: list[Job], timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    pending = {job.id for job in jobs}
-    while pending:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(pending)} local jobs not RUNNING within {timeout_s} s")
-        time.sleep(0.2)
-        records = sv.gw.store.get_many(sorted(pending))
-        pending = {r.id for r in records if r is not None and r.status is not JobStatus.RUNNING}
 
 
 def scancel_round(bench: Bench, jobs: int) -> float:

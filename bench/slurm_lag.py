@@ -5,8 +5,9 @@ Round by round, alternating:
   ``submit()`` until every record is finished (what a client waiting on them sees);
 - raw drain: the same jobs submitted with plain ``sbatch``, timed from the first
   sbatch until squeue lists none of them pending, running or completing.
-Both are observed every 0.2 s. The profile gives no poll intervals: jobgate's
-defaults apply (``poll_interval_min_s`` / ``_max_s`` of ProfileBase).
+The gateway's records are read every 20 ms (one field each), squeue every 0.2 s.
+The profile gives no poll intervals: jobgate's defaults apply
+(``poll_interval_min_s`` / ``_max_s`` of ProfileBase).
 """
 
 from __future__ import annotations
@@ -26,16 +27,10 @@ OBSERVE_S = 0.2
 
 def gateway_round(sv: Services, jobs: int, timeout_s: float = 3600) -> float:
     began = time.perf_counter()
-    pending = {
+    job_ids = [
         sv.gw.submit(JobSpec(name=f"lag-{i}", command="true"), CLUSTER).id for i in range(jobs)
-    }
-    deadline = time.monotonic() + timeout_s
-    while pending:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(pending)} jobs not finished within {timeout_s} s")
-        time.sleep(OBSERVE_S)
-        records = sv.gw.store.get_many(sorted(pending))
-        pending = {r.id for r in records if r is not None and not r.status.is_finished}
+    ]
+    sv.wait_finished(job_ids, timeout_s)
     return time.perf_counter() - began
 
 

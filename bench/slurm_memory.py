@@ -11,13 +11,12 @@ per kind of key. A warm-up batch runs first, so the shared structures already ex
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 from typing import Any
 
 import redis
 from slurm_goals import Figure, at_most, shown
-from slurm_stack import Bench, Services
+from slurm_stack import Bench, Services, devstack
 
 from jobgate.client import JobSpec, JobStatus
 
@@ -39,17 +38,16 @@ def submit(sv: Services, cluster: str, command: str, count: int) -> list[str]:
     ]
 
 
-def wait_finished(sv: Services, job_ids: list[str], timeout_s: float = 1800) -> None:
+def wait_finished(sv: Services, job_ids: list[str]) -> None:
     """Until every job is finished and no final result waits to be stored."""
+    sv.wait_finished(job_ids)
     client = sv.redis.client()
-    deadline = time.monotonic() + timeout_s
-    pending = set(job_ids)
-    while pending or client.zcard(sv.gw.keys.finalize_pending):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(pending)} jobs not finished within {timeout_s} s")
-        time.sleep(0.5)
-        records = sv.gw.store.get_many(sorted(pending))
-        pending = {r.id for r in records if r is not None and not r.status.is_finished}
+    devstack.wait_until(
+        lambda: not client.zcard(sv.gw.keys.finalize_pending),
+        600,
+        "final results to be stored",
+        interval_s=0.2,
+    )
 
 
 def per_key(sv: Services, job_ids: list[str]) -> dict[str, float]:

@@ -16,11 +16,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import devstack  # noqa: E402
 
-from jobgate.client import Gateway  # noqa: E402
+from jobgate.client import Gateway, JobStatus  # noqa: E402
 
 WRAPPED = ("squeue", "scancel")
 WRAPPER = """#!/bin/sh
@@ -155,6 +156,17 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def exit_on_signals() -> None:
+    """SIGTERM and SIGINT end the bench through its finally blocks, which stop what it
+    started (a library may have put its own handlers in place)."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
+
+
 class Bench:
     """The private Slurm, the call log, and where each section's services log."""
 
@@ -250,6 +262,7 @@ class Bench:
                 concurrency=concurrency,
             ).start()
             with Gateway(redis.url) as gw:
+                exit_on_signals()
                 yield Services(gw, redis, worker)
         finally:
             if worker is not None:
@@ -283,17 +296,41 @@ class Services:
             interval_s=0.05,
         )
 
-    def wait_submitted(self, job_ids: list[str], timeout_s: float = 3600) -> None:
-        """Until each of these jobs has its scheduler id."""
+    def wait_fields(
+        self,
+        job_ids: list[str],
+        field: str,
+        done: Callable[[str | None], bool],
+        what: str,
+        timeout_s: float = 3600,
+    ) -> None:
+        """Until `done(value)` holds for one field of each job's record hash (read with
+        pipelined HGETs: decoding whole records would load the machine it measures)."""
+        client = self.redis.client()
         deadline = time.monotonic() + timeout_s
-        pending = set(job_ids)
+        pending = list(job_ids)
         while pending:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{len(pending)} jobs not submitted within {timeout_s} s")
-            records = self.gw.store.get_many(sorted(pending))
-            pending = {r.id for r in records if r is not None and not r.backend_id}
+                raise RuntimeError(f"{len(pending)} jobs not {what} within {timeout_s} s")
+            pipe = client.pipeline(transaction=False)
+            for job_id in pending:
+                pipe.hget(self.gw.keys.job(job_id), field)
+            pending = [j for j, v in zip(pending, pipe.execute(), strict=True) if not done(v)]
             if pending:
-                time.sleep(0.01)
+                time.sleep(0.02)
+
+    def wait_submitted(self, job_ids: list[str], timeout_s: float = 3600) -> None:
+        """Until each of these jobs has its scheduler id."""
+        self.wait_fields(job_ids, "backend_id", bool, "submitted", timeout_s)
+
+    def wait_status(self, job_ids: list[str], status: JobStatus, timeout_s: float = 3600) -> None:
+        """Until each of these jobs is in `status`."""
+        self.wait_fields(job_ids, "status", lambda v: v == status.value, status.value, timeout_s)
+
+    def wait_finished(self, job_ids: list[str], timeout_s: float = 3600) -> None:
+        """Until each of these jobs is finished, whichever way."""
+        finished = {s.value for s in JobStatus if s.is_finished}
+        self.wait_fields(job_ids, "status", lambda v: v in finished, "finished", timeout_s)
 
     def wait_settled(self, cluster: str, timeout_s: float = 600) -> None:
         """Until the worker has seen every job of `cluster` finish and stored its result."""

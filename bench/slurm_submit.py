@@ -51,11 +51,7 @@ def gateway_round(sv: Services, jobs: int) -> float:
     submitted = [
         sv.gw.submit(JobSpec(name=f"bench-{i}", command="true"), CLUSTER) for i in range(jobs)
     ]
-    pending = {job.id for job in submitted}
-    while pending:
-        records = sv.gw.store.get_many(sorted(pending))
-        pending = {r.id for r in records if r is not None and not r.backend_id}
-        time.sleep(0.01)
+    sv.wait_submitted([job.id for job in submitted])
     return time.perf_counter() - began
 
 
