@@ -9,7 +9,10 @@ round; the queue is drained after each. Figures are medians over the rounds.
   own (bench/.psij-venv, made here on first use: PSI/J is no jobgate dependency).
 CPU per job: the whole machine's busy CPU time over the round divided by N (as the
 issue measured it; other users' load counts too), and the CPU time of the processes
-involved (this one with its children, the worker's, Redis, the Slurm daemons) / N.
+involved (this one with its children, the worker's, Redis, munged, slurmctld and slurmd,
+which also starts the jobs that begin during the round) / N. Both grow with a round's
+length when the machine is loaded: time-driven work (poll steps, Celery's own loop,
+job starts) is spread over fewer jobs per second.
 """
 
 from __future__ import annotations
