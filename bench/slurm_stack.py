@@ -131,11 +131,16 @@ def busy_cpu_s() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
-def tree_cpu_s(pid: int) -> float:
-    """CPU seconds of a process, its live descendants and every child they reaped."""
-    root = psutil.Process(pid)
+def trees_cpu_s(pids: list[int]) -> float:
+    """CPU seconds of these processes and their live descendants, each counted once, with
+    every child they reaped."""
+    seen: dict[int, psutil.Process] = {}
+    for pid in pids:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            seen.setdefault(process.pid, process)
     total = 0.0
-    for process in [root, *root.children(recursive=True)]:
+    for process in seen.values():
         try:
             t = process.cpu_times()
         except psutil.NoSuchProcess:
@@ -283,7 +288,7 @@ class Services:
         and the sbatch or PSI/J it ran), the worker's, Redis and the Slurm daemons.
         Unlike the machine's busy time, other users' load on the machine is left out."""
         pids = [os.getpid(), self.worker.pid, self.redis.pid, *bench.daemon_pids()]
-        return sum(tree_cpu_s(pid) for pid in pids)
+        return trees_cpu_s(pids)
 
     def wait_active(self, cluster: str, count: int, timeout_s: float = 3600) -> None:
         """Until `count` jobs of `cluster` have their scheduler id (and are unfinished)."""
