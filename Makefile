@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find client workers profiles -type f -not -path '*/__pycache__/*')
 
-.PHONY: install system-deps lint typecheck test pytest demo bench bench-s3 clean
+.PHONY: install system-deps lint typecheck test pytest demo bench bench-s3 bench-slurm clean
 
 install: system-deps $(STAMP)
 
@@ -43,6 +43,10 @@ bench: install
 
 bench-s3: install
 	$(BIN)/python bench/s3.py
+
+# Issue 13's goals on the private Slurm (as root); BENCH_ARGS="--scale 1000" is quicker.
+bench-slurm: install
+	$(BIN)/python bench/slurm.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist .devstack .pytest_cache .mypy_cache .ruff_cache *.egg-info
