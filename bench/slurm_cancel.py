@@ -8,15 +8,13 @@ Slurm, round by round alternating with the reference:
   ``scancel`` given every id, timed until it returns.
 Local backend: `local_jobs` ``sleep 3600`` jobs, RUNNING, cancelled the same way.
 
-The client has no call that cancels many jobs at once, so `cancel_all` does what a user
-would: ``Job.cancel()`` for each, from a pool of threads (each call waits for the
-worker's answer).
+A user cancels many jobs with one ``Gateway.cancel(ids)`` call: one task per cluster,
+one ``scancel`` per chunk of ids.
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slurm_goals import Figure, at_most, median, shown
@@ -25,14 +23,12 @@ from slurm_stack import Bench, Services
 from jobgate.client import Job, JobSpec, JobStatus
 
 SLURM, LOCAL = "held", "local"
-CANCEL_THREADS = 16
 
 
 def cancel_all(sv: Services, jobs: list[Job]) -> float:
     """Cancel every job; seconds until every record says CANCELLED."""
     began = time.perf_counter()
-    with ThreadPoolExecutor(CANCEL_THREADS) as pool:
-        list(pool.map(lambda job: job.cancel(timeout_s=600), jobs))
+    sv.gw.cancel([job.id for job in jobs], timeout_s=600)
     sv.wait_status([job.id for job in jobs], JobStatus.CANCELLED)
     return time.perf_counter() - began
 
@@ -133,7 +129,6 @@ def run(
     raw = {
         "jobs": jobs,
         "local_jobs": local_jobs,
-        "cancel_threads": CANCEL_THREADS,
         "slurm_rounds": slurm_rounds,
         "scancel_s": scancel_s,
         "local_rounds": local_rounds,

@@ -189,8 +189,15 @@ class Bench:
         subprocess.run(argv, check=True, capture_output=True, text=True, timeout=300)
 
     def start(self) -> Bench:
-        self.slurm_local("start")
+        """The private Slurm, with slurmrestd where it is installed (the submit section's
+        third gateway variant)."""
+        self.rest = shutil.which("slurmrestd") is not None
+        self.slurm_local("start", *(["--rest"] if self.rest else []))
         return self
+
+    @property
+    def rest_socket(self) -> Path:
+        return self.slurm_dir / "slurmrestd.socket"
 
     def stop(self) -> None:
         self.slurm_local("stop", "--cancel-jobs")

@@ -4,6 +4,9 @@ Each round runs the three one after another, in an order that alternates round b
 round; the queue is drained after each. Figures are medians over the rounds.
 - gateway: N ``gw.submit()`` calls, timed until every job has its Slurm id (the
   worker's sbatch has returned), a worker of `concurrency` processes serving them;
+- gateway batch: one ``gw.submit_many()`` of the N jobs, timed the same way;
+- gateway rest: N ``gw.submit()`` to a profile with ``submit_via: slurmrestd`` (where
+  slurmrestd is installed), the same Slurm;
 - plain: ``sbatch --parsable`` N times in a row from this process;
 - PSI/J 0.9.11: N ``executor.submit()`` in a row, in a subprocess of a venv of its
   own (bench/.psij-venv, made here on first use: PSI/J is no jobgate dependency).
@@ -32,6 +35,7 @@ from jobgate.client import JobSpec
 PSIJ_VERSION = "0.9.11"
 PSIJ_VENV = ROOT / "bench" / ".psij-venv"
 CLUSTER = "hpc"
+REST_CLUSTER = "hpc-rest"  # the same Slurm, jobs submitted through slurmrestd
 
 
 def psij_python() -> Path:
@@ -49,11 +53,20 @@ def psij_python() -> Path:
     return python
 
 
-def gateway_round(sv: Services, jobs: int) -> float:
+def gateway_round(sv: Services, jobs: int, cluster: str = CLUSTER) -> float:
     began = time.perf_counter()
     submitted = [
-        sv.gw.submit(JobSpec(name=f"bench-{i}", command="true"), CLUSTER) for i in range(jobs)
+        sv.gw.submit(JobSpec(name=f"bench-{i}", command="true"), cluster) for i in range(jobs)
     ]
+    sv.wait_submitted([job.id for job in submitted])
+    return time.perf_counter() - began
+
+
+def batch_round(sv: Services, jobs: int) -> float:
+    """The same jobs through one ``gw.submit_many()`` call (a message per 25 jobs)."""
+    began = time.perf_counter()
+    specs = [JobSpec(name=f"bench-{i}", command="true") for i in range(jobs)]
+    submitted = sv.gw.submit_many(specs, CLUSTER)
     sv.wait_submitted([job.id for job in submitted])
     return time.perf_counter() - began
 
@@ -82,19 +95,29 @@ def psij_round(bench: Bench, python: Path, jobs: int) -> float:
 
 def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Figure], Any]:
     python = psij_python()
-    profile = bench.profile(CLUSTER, "slurm", poll_interval_min_s=1, poll_interval_max_s=1)
-    rates: dict[str, list[float]] = {"gateway": [], "plain": [], "psij": []}
-    cpu_ms: dict[str, list[float]] = {"gateway": [], "plain": [], "psij": []}
-    own_ms: dict[str, list[float]] = {"gateway": [], "plain": [], "psij": []}
-    with bench.gateway("submit", [profile], concurrency) as sv:
+    profiles = [bench.profile(CLUSTER, "slurm", poll_interval_min_s=1, poll_interval_max_s=1)]
+    if bench.rest:
+        profiles.append(bench.profile(
+            REST_CLUSTER, "slurm", poll_interval_min_s=1, poll_interval_max_s=1,
+            slurm={"submit_via": "slurmrestd", "rest_socket": str(bench.rest_socket)},
+        ))  # fmt: skip
+    variants = ["gateway", "gateway_batch", *(["gateway_rest"] if bench.rest else []), "plain",
+                "psij"]  # fmt: skip
+    rates: dict[str, list[float]] = {k: [] for k in variants}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in variants}
+    own_ms: dict[str, list[float]] = {k: [] for k in variants}
+    with bench.gateway("submit", profiles, concurrency) as sv:
         gateway_round(sv, 10)  # warm the worker's pool processes up
         bench.cancel_everything()
         sv.wait_settled(CLUSTER)
         runs = {
             "gateway": lambda: gateway_round(sv, jobs),
+            "gateway_batch": lambda: batch_round(sv, jobs),
+            "gateway_rest": lambda: gateway_round(sv, jobs, REST_CLUSTER),
             "plain": lambda: plain_round(bench, jobs),
             "psij": lambda: psij_round(bench, python, jobs),
         }
+        runs = {k: runs[k] for k in variants}
         for i in range(rounds):
             order = list(runs) if i % 2 == 0 else list(reversed(runs))
             for who in order:
@@ -105,6 +128,8 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
                 rates[who].append(jobs / seconds)
                 bench.cancel_everything()
                 sv.wait_settled(CLUSTER)
+                if bench.rest:
+                    sv.wait_settled(REST_CLUSTER)
     gateway, plain, psij = (median(rates[k]) for k in ("gateway", "plain", "psij"))
     label = f"submit {jobs} jobs, concurrency {concurrency}"
     figures = [
@@ -134,6 +159,30 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
             median(cpu_ms["plain"]),
             "plain sbatch loop",
         ),
+        at_least_times(
+            "submit",
+            f"{label}: gateway submit_many() vs plain sbatch loop",
+            median(rates["gateway_batch"]),
+            "jobs/s",
+            plain,
+            "plain sbatch loop",
+            0.9,
+        ),
+        *(
+            [
+                at_least_times(
+                    "submit",
+                    f"{label}: gateway through slurmrestd vs plain sbatch loop",
+                    median(rates["gateway_rest"]),
+                    "jobs/s",
+                    plain,
+                    "plain sbatch loop",
+                    0.9,
+                )
+            ]
+            if bench.rest
+            else []
+        ),
         shown("submit", "machine CPU per submitted job: PSI/J", median(cpu_ms["psij"]), "ms"),
         shown(
             "submit",
@@ -145,6 +194,16 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
         ),
         shown(
             "submit", "CPU of the stack's processes per job: PSI/J", median(own_ms["psij"]), "ms"
+        ),
+        *(
+            shown(
+                "submit",
+                f"CPU of the stack's processes per job: {who.replace('_', ' ')}",
+                median(own_ms[who]),
+                "ms",
+            )
+            for who in variants
+            if who in ("gateway_batch", "gateway_rest")
         ),
     ]
     raw = {
