@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import redis
 from slurm_goals import Figure, at_most, shown
-from slurm_stack import Bench, Services, devstack
+from slurm_stack import ROOT, Bench, Services, devstack
 
 from jobgate.client import JobSpec, JobStatus
 
 ACTIVE, FINISHED = "held", "local"
 WARM_UP = 20
 KB = 1024
+DEPLOY_REDIS_CONF = ROOT / "deploy" / "redis.conf"
 JOB_ID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
 RESULT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -70,11 +72,13 @@ def per_key(sv: Services, job_ids: list[str]) -> dict[str, float]:
     return dict(sorted(totals.items()))
 
 
-def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
+def measure(bench: Bench, jobs: int, concurrency: int, config: Path | None) -> dict[str, Any]:
+    """Bytes per active and per finished job on a redis-server loading `config`."""
     held = bench.profile(ACTIVE, "slurm", slurm={"extra_args": ["--hold"]})
     local = bench.profile(FINISHED, "local", poll_interval_min_s=1, poll_interval_max_s=1)
+    section = "memory" if config is None else f"memory-{config.stem}"
     try:
-        with bench.gateway("memory", [held, local], concurrency) as sv:
+        with bench.gateway(section, [held, local], concurrency, redis_config=config) as sv:
             client = sv.redis.client()
             submit(sv, ACTIVE, "sleep 3600", WARM_UP)
             sv.wait_active(ACTIVE, WARM_UP)
@@ -97,10 +101,25 @@ def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
         bench.cancel_everything()
     if statuses != {JobStatus.SUCCEEDED}:
         raise RuntimeError(f"finished local jobs ended as {sorted(statuses)}, not SUCCEEDED")
+    return {
+        "active_bytes": active_bytes,
+        "finished_bytes": finished_bytes,
+        "active_keys": active_keys,
+        "finished_keys": finished_keys,
+    }
+
+
+def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
+    """The goal on Redis as deploy/redis.conf sets it up (stream-node-max-bytes 1024);
+    a stock redis-server beside it (a stream node takes 4 KB there)."""
+    deployed = measure(bench, jobs, concurrency, DEPLOY_REDIS_CONF)
+    stock = measure(bench, jobs, concurrency, None)
+    active_bytes, finished_bytes = deployed["active_bytes"], deployed["finished_bytes"]
+    active_keys, finished_keys = deployed["active_keys"], deployed["finished_keys"]
     figures = [
         at_most(
             "memory",
-            f"Redis per active job ({jobs} held Slurm jobs)",
+            f"Redis per active job ({jobs} held Slurm jobs, deploy/redis.conf)",
             active_bytes / KB,
             "KB",
             4,
@@ -109,7 +128,7 @@ def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
         ),
         at_most(
             "memory",
-            f"Redis per finished job ({jobs} local jobs, retained)",
+            f"Redis per finished job ({jobs} local jobs, retained, deploy/redis.conf)",
             finished_bytes / KB,
             "KB",
             2.5,
@@ -126,6 +145,10 @@ def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
             "KB",
         )
     )
+    figures += [
+        shown("memory", "  active, stock redis-server", stock["active_bytes"] / KB, "KB"),
+        shown("memory", "  finished, stock redis-server", stock["finished_bytes"] / KB, "KB"),
+    ]
     figures += [shown("memory", f"  active: {k}", v / KB, "KB") for k, v in active_keys.items()]
     figures += [shown("memory", f"  finished: {k}", v / KB, "KB") for k, v in finished_keys.items()]
     raw = {
@@ -134,5 +157,9 @@ def run(bench: Bench, jobs: int, concurrency: int) -> tuple[list[Figure], Any]:
         "finished_bytes_per_job": round(finished_bytes),
         "active_keys_bytes_per_job": {k: round(v) for k, v in active_keys.items()},
         "finished_keys_bytes_per_job": {k: round(v) for k, v in finished_keys.items()},
+        "stock_redis": {
+            "active_bytes_per_job": round(stock["active_bytes"]),
+            "finished_bytes_per_job": round(stock["finished_bytes"]),
+        },
     }
     return figures, raw

@@ -259,10 +259,17 @@ class Bench:
         return path
 
     @contextmanager
-    def gateway(self, section: str, profiles: list[Path], concurrency: int) -> Iterator[Services]:
-        """A fresh redis-server and one worker serving `profiles`; both stopped on exit."""
+    def gateway(
+        self,
+        section: str,
+        profiles: list[Path],
+        concurrency: int,
+        redis_config: Path | None = None,
+    ) -> Iterator[Services]:
+        """A fresh redis-server (loading `redis_config`, if given) and one worker serving
+        `profiles`; both stopped on exit."""
         logs = self.tmp / "logs" / section
-        redis = devstack.RedisServer(logs).start()
+        redis = devstack.RedisServer(logs, config=redis_config).start()
         worker = None
         try:
             path = f"{self.calls.bin}{os.pathsep}{os.environ.get('PATH', '')}"
