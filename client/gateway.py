@@ -466,6 +466,9 @@ class Gateway:
         """
         queue = routing.queue(cluster)
         headers = {routing.EXPIRES_AT_HEADER: self.store.now() + timeout_s} if expires else {}
+        # A Redis that is down fails the call now: Celery's result consumer, subscribing for
+        # the answer, would retry its connection for minutes (its retry_policy).
+        self.store.ping()
         with broker_errors(self.store.url):
             result = self.celery.send_task(task, args=list(args), queue=queue, headers=headers)
             try:

@@ -110,6 +110,14 @@ class Keys:
         return f"{self.active_prefix}{cluster}"
 
     @property
+    def seen_prefix(self) -> str:
+        return f"{self.prefix}seen:"
+
+    def seen(self, cluster: str) -> str:
+        """Hash job id -> digest of the last observation recorded, for unfinished jobs."""
+        return f"{self.seen_prefix}{cluster}"
+
+    @property
     def finalize_pending(self) -> str:
         """Sorted set of finished jobs whose final result is not yet stored."""
         return f"{self.prefix}finalize"

@@ -8,6 +8,7 @@ with records. The store, not Celery's result backend, is the source of truth.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from jobgate.client.models import (
     JobRecord,
     JobSpec,
     JobStatus,
+    Observation,
     PolicyFinding,
     StatusUpdate,
     Transition,
@@ -276,6 +278,8 @@ class JobStore:
             int(retention_s),
             EVENT_STREAM_MAXLEN,
             u.only_from.value if u.only_from else "",
+            k.seen_prefix,
+            observation_digest(seen),
         ]
 
     @guarded
@@ -347,9 +351,20 @@ class JobStore:
         return None if value is None else str(value)
 
     @guarded
+    def ping(self) -> None:
+        """Nothing, or BrokerUnavailableError when Redis does not answer."""
+        self.redis.ping()
+
+    @guarded
     def active(self, cluster: str) -> dict[str, str]:
         """Submitted, unfinished jobs of a cluster: job id -> backend id."""
         return self.redis.hgetall(self.keys.active(cluster))  # type: ignore[return-value]
+
+    @guarded
+    def seen(self, cluster: str) -> dict[str, str]:
+        """Unfinished jobs of a cluster: job id -> observation_digest() of the last
+        observation recorded for it."""
+        return self.redis.hgetall(self.keys.seen(cluster))  # type: ignore[return-value]
 
     # -- listing -------------------------------------------------------------------
 
@@ -560,6 +575,17 @@ def _history_events(
             events.append((f"0-{n}", JobStore._event("transition", job_id, cluster, t, previous)))
         previous = t.status
     return events
+
+
+def observation_digest(seen: Observation) -> str:
+    """A short digest of everything an observation says (what transition.lua is given)."""
+    elements = (
+        json.dumps([e.model_dump(mode="json") for e in seen.elements]) if seen.elements else ""
+    )
+    parts = (seen.status.value, seen.reason or "", _text(seen.exit_code),
+             _text(seen.started_at), _text(seen.finished_at), elements,
+             "1" if seen.stop_on_scheduler else "")  # fmt: skip
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).hexdigest()
 
 
 def _lower_bound_key(bound: str) -> tuple[str, int]:

@@ -250,7 +250,8 @@ def test_a_submit_that_cannot_be_queued_is_marked_failed(
     admin.acl_setuser(
         user, enabled=True, passwords=["+pw"], keys=[f"jobgate:{tenant}:job*",
         f"jobgate:{tenant}:idx*", f"jobgate:{tenant}:finalize", f"jobgate:{tenant}:expiry",
-        f"jobgate:{tenant}:active:*", f"jobgate:{tenant}:worker*"], channels=["*"],
+        f"jobgate:{tenant}:active:*", f"jobgate:{tenant}:seen:*", f"jobgate:{tenant}:worker*"],
+        channels=["*"],
         commands=["+@all"],
     )  # fmt: skip
     try:

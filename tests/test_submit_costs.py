@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -73,3 +74,37 @@ def test_a_submit_sends_no_task_events_and_subscribes_to_no_result(
              what="the final result stored")  # fmt: skip
     seen = list(monitored)
     assert not [c for c in seen if c.startswith(f"EXPIRE {result_key}")]
+
+
+def test_a_poll_step_sends_no_transition_for_a_job_that_did_not_change(
+    gateway: Gateway,
+    make_profile: ProfileFactory,
+    start_worker: WorkerFactory,
+    monitored: list[str],
+    tmp_path: Path,
+) -> None:
+    start_worker(make_profile())
+    go = tmp_path / "go"
+    job = gateway.submit(
+        JobSpec(name="steady", command=f"while [ ! -e {go} ]; do sleep 0.05; done"), "local"
+    )
+    wait_for(lambda: job.status() is JobStatus.RUNNING, what="the job to run")
+    transition = hashlib.sha1(lua.load("transition").encode()).hexdigest()  # noqa: S324
+    job_key = gateway.keys.job(job.id)
+
+    def transitions() -> int:
+        return sum(1 for c in list(monitored) if c.startswith(f"EVALSHA {transition} 0 {job_key} "))
+
+    def queries_after(steps: int) -> None:
+        done = gateway.store.query_stats("local").get("queries", 0) + steps
+        wait_for(lambda: gateway.store.query_stats("local").get("queries", 0) >= done,
+                 what=f"{steps} more poll steps")  # fmt: skip
+
+    queries_after(2)  # one of them may still record details (its start time)
+    sent = transitions()
+    queries_after(3)
+    assert transitions() == sent  # three queries saw it RUNNING again: nothing sent
+    go.touch()
+    assert job.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
+    assert transitions() > sent
+    assert not gateway.store.redis.hexists(gateway.keys.seen("local"), job.id)

@@ -11,6 +11,9 @@ local id, new, observed_text, at = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local reason, exit_code, backend_id = ARGV[13], ARGV[14], ARGV[15]
 local started_at, finished_at, elements, entry = ARGV[16], ARGV[17], ARGV[18], ARGV[19]
 local retention, maxlen, only_from = tonumber(ARGV[20]), ARGV[21], ARGV[22]
+-- The observation's digest, kept per active job in the cluster's "seen" hash: a poll
+-- leaves an observation equal to the last one recorded unsent (it would change nothing).
+local seen_prefix, digest = ARGV[23], ARGV[24]
 
 local FINISHED = {SUCCEEDED = true, FAILED = true, CANCELLED = true}
 local cur = redis.call('HGET', job, 'status')
@@ -45,6 +48,9 @@ set_if_given('finished_at', finished_at)
 set_if_given('elements', elements)
 
 local cluster = redis.call('HGET', job, 'cluster')
+if not FINISHED[new] then
+  redis.call('HSET', seen_prefix .. cluster, id, digest)
+end
 local outcome
 if cur ~= new then
   redis.call('HSET', job, 'status', new, 'reason', reason, 'exit_code', exit_code)
@@ -64,6 +70,7 @@ redis.call('HSET', job, 'updated_at', at)
 
 if FINISHED[new] then
   redis.call('HDEL', active_prefix .. cluster, id)
+  redis.call('HDEL', seen_prefix .. cluster, id)
   redis.call('ZADD', finalize, observed, id)
   redis.call('ZADD', expiry, observed + retention, id)
 else
