@@ -183,6 +183,8 @@ class Bench:
         self.env = {**os.environ, "SLURM_CONF": str(self.slurm_dir / "slurm.conf")}
         self.script = self.tmp / "true.sh"
         self.script.write_text("#!/bin/sh\ntrue\n")
+        #: Whether slurmrestd is installed: start() then runs it beside the cluster.
+        self.rest = shutil.which("slurmrestd") is not None
 
     def slurm_local(self, *args: str) -> None:
         argv = [str(ROOT / "scripts" / "slurm-local"), "--dir", str(self.slurm_dir), *args]
@@ -191,7 +193,6 @@ class Bench:
     def start(self) -> Bench:
         """The private Slurm, with slurmrestd where it is installed (the submit section's
         third gateway variant)."""
-        self.rest = shutil.which("slurmrestd") is not None
         self.slurm_local("start", *(["--rest"] if self.rest else []))
         return self
 

@@ -132,16 +132,20 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
                     sv.wait_settled(REST_CLUSTER)
     gateway, plain, psij = (median(rates[k]) for k in ("gateway", "plain", "psij"))
     label = f"submit {jobs} jobs, concurrency {concurrency}"
+    titles = {
+        "gateway": "gateway",
+        "gateway_batch": "gateway submit_many()",
+        "gateway_rest": "gateway through slurmrestd",
+    }
+
+    def vs_plain(who: str) -> Figure:
+        title = f"{label}: {titles[who]} vs plain sbatch loop"
+        return at_least_times(
+            "submit", title, median(rates[who]), "jobs/s", plain, "plain sbatch loop", 0.9
+        )
+
     figures = [
-        at_least_times(
-            "submit",
-            f"{label}: gateway vs plain sbatch loop",
-            gateway,
-            "jobs/s",
-            plain,
-            "plain sbatch loop",
-            0.9,
-        ),
+        vs_plain("gateway"),
         at_least_times(
             "submit",
             f"{label}: gateway vs PSI/J {PSIJ_VERSION}",
@@ -159,30 +163,7 @@ def run(bench: Bench, jobs: int, rounds: int, concurrency: int) -> tuple[list[Fi
             median(cpu_ms["plain"]),
             "plain sbatch loop",
         ),
-        at_least_times(
-            "submit",
-            f"{label}: gateway submit_many() vs plain sbatch loop",
-            median(rates["gateway_batch"]),
-            "jobs/s",
-            plain,
-            "plain sbatch loop",
-            0.9,
-        ),
-        *(
-            [
-                at_least_times(
-                    "submit",
-                    f"{label}: gateway through slurmrestd vs plain sbatch loop",
-                    median(rates["gateway_rest"]),
-                    "jobs/s",
-                    plain,
-                    "plain sbatch loop",
-                    0.9,
-                )
-            ]
-            if bench.rest
-            else []
-        ),
+        *(vs_plain(who) for who in ("gateway_batch", "gateway_rest") if who in rates),
         shown("submit", "machine CPU per submitted job: PSI/J", median(cpu_ms["psij"]), "ms"),
         shown(
             "submit",
