@@ -11,6 +11,7 @@ the last address, and hands kombu and Celery the URL without it plus the option.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from jobgate.client.errors import ConfigurationError
+from jobgate.client.tls import ENV_VARS
 
 SCHEME = "sentinel"
 SEPARATOR = ";"
@@ -63,6 +65,19 @@ class SentinelUrl:
         return client
 
 
+_NO_TLS = (
+    "but jobgate does not reach Redis through Sentinel over TLS (sentinel:// URLs are "
+    "plain text); use a rediss:// URL of the master, or a TLS proxy"
+)
+
+
+def refuse_tls_env(url: str) -> None:
+    """ConfigurationError when a ``JOBGATE_TLS_*`` variable asks for TLS that a sentinel
+    URL cannot give: connecting in plain text instead would ignore the operator's intent."""
+    if named := [name for name in ENV_VARS if os.environ.get(name)]:
+        raise _bad(url, f"{named[0]} asks for TLS, {_NO_TLS}")
+
+
 def _bad(url: str, problem: str) -> ConfigurationError:
     from jobgate.client.connection import mask_url
 
@@ -99,6 +114,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     ]
     query = parse_qs(addresses[-1].query, keep_blank_values=True)
     names = query.pop("master_name", [])
+    if tls_params := sorted(k for k in query if k.startswith("ssl_")):
+        raise _bad(url, f"{tls_params[0]} asks for TLS, {_NO_TLS}")
     if query:
         raise _bad(url, f"unknown parameter {sorted(query)[0]!r} (only master_name is read)")
     if not names or not names[0]:

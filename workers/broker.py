@@ -38,6 +38,8 @@ import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Message
 
+from jobgate.client.tls import HandshakeBoundSSLConnection
+
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +96,9 @@ class _SturdyChannel:
 
 
 class Channel(_SturdyChannel, kombu_redis.Channel):
-    pass
+    #: over TLS, a server that does not answer the handshake is given up on within the
+    #: connect timeout, not the read timeout
+    connection_class_ssl = HandshakeBoundSSLConnection
 
 
 class SentinelChannel(_SturdyChannel, kombu_redis.SentinelChannel):
