@@ -179,18 +179,19 @@ def tls_problem(error: BaseException) -> str | None:
 
 
 def _verify_problem(code: int, message: str) -> str:
+    failed = "TLS: certificate verify failed:"
     if code in _UNTRUSTED:
         return (
-            f"TLS: the server's certificate is not signed by a CA this client trusts "
+            f"{failed} the server's certificate is not signed by a CA this client trusts "
             f"({message}); name the CA that signed it with {CA_ENV} or ?{CA_PARAM}=PATH"
         )
     if code == _EXPIRED:
-        return f"TLS: the server's certificate has expired ({message}); it needs a new one"
+        return f"{failed} the server's certificate has expired ({message}); it needs a new one"
     if code == _NOT_YET_VALID:
-        return f"TLS: the server's certificate is not valid yet ({message}); check the clocks"
+        return f"{failed} the server's certificate is not valid yet ({message}); check clocks"
     if code in _NAME_MISMATCH:
         return (
-            f"TLS: the server's certificate is for another name ({message}); connect by a "
-            "name the certificate holds"
+            f"{failed} the server's certificate is for another name ({message}); connect by "
+            "a name the certificate holds"
         )
-    return f"TLS: certificate verify failed: {message} (OpenSSL verify code {code})"
+    return f"{failed} {message} (OpenSSL verify code {code})"

@@ -9,6 +9,7 @@ over TLS.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -170,3 +171,18 @@ class TlsRedisServer(devstack.RedisServer):
                 return s.recv(16).startswith(b"+PONG")
         except (OSError, ssl.SSLError):
             return False
+
+
+class JobgateFlower(devstack.Flower):
+    """Flower started the way an operator starts it: ``jobgate flower``, which hands it
+    the workers' broker settings (TLS included, from the environment of the test)."""
+
+    def start(self, timeout_s: float = 60.0) -> JobgateFlower:
+        env = dict(os.environ)
+        if self.basic_auth:
+            env["FLOWER_BASIC_AUTH"] = self.basic_auth
+        argv = [str(devstack.BIN / "jobgate"), "flower", "--url", self.url]
+        argv += ["--tenant", self.tenant, "--port", str(self.port)]
+        self._spawn(argv, env=env)
+        devstack.wait_until(self._healthy, timeout_s, f"Flower on port {self.port}", 0.2)
+        return self
