@@ -21,12 +21,19 @@ from celery.result import AsyncResult
 
 from jobgate.client import Gateway, JobSpec, JobStatus, routing
 from jobgate.client.celeryconf import celery_config, make_celery
-from jobgate.client.connection import broker_errors, check_url
+from jobgate.client.connection import PROFILES_ENV, TENANT_ENV, URL_ENV, broker_errors, check_url
 from jobgate.client.errors import BrokerTlsError, BrokerUnavailableError, ConfigurationError
 from jobgate.client.tls import CA_ENV, CERT_ENV, KEY_ENV, split_tls
 from scripts import devstack
 from tests.support.cli import JOBGATE
-from tests.support.tls import Authority, JobgateFlower, Pair, TlsRedisServer, needs_openssl
+from tests.support.tls import (
+    Authority,
+    CeleryWorker,
+    JobgateFlower,
+    Pair,
+    TlsRedisServer,
+    needs_openssl,
+)
 from tests.support.waiting import TIMEOUT_S, wait_for
 from tests.support.workers import ProfileFactory, WorkerFactory, wait_for_task_events
 
@@ -118,7 +125,8 @@ def test_a_job_runs_end_to_end_over_tls_with_worker_result_backend_and_flower(
         tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
     ).start()
     try:
-        wait_for_task_events(start_worker(make_profile()))
+        worker = start_worker(make_profile())
+        wait_for_task_events(worker)
         job = gateway.submit(JobSpec(name="over-tls", command="echo hello over tls"), "local")
         record = job.wait(timeout_s=TIMEOUT_S)
         assert record.status is JobStatus.SUCCEEDED
@@ -135,8 +143,32 @@ def test_a_job_runs_end_to_end_over_tls_with_worker_result_backend_and_flower(
         wait_for(seen, what="Flower (over TLS) to show the submit task as done")
         workers = flower.get_json("/api/workers?refresh=1")  # broadcast over the broker
         assert any(name.startswith("worker0-") for name in workers)
+        for log in (worker.log_text(), flower.log_text()):  # kombu's unverified default
+            assert "insecure" not in log.lower()
     finally:
         flower.stop()
+
+
+def test_a_worker_started_by_celery_itself_verifies_the_server_too(
+    tls_redis: TlsRedisServer, tenant: str, make_profile: ProfileFactory,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:  # fmt: skip
+    """The consumer of `celery -A jobgate.workers.app worker` refuses a server signed by a
+    CA it was not told to trust; kombu alone would consume from it unverified."""
+    monkeypatch.setenv(CA_ENV, str(Authority(tmp_path / "other", "other-ca").cert))
+    env = {URL_ENV: tls_redis.url, TENANT_ENV: tenant, PROFILES_ENV: str(make_profile())}
+    worker = CeleryWorker(tmp_path / "logs").start(env)
+    try:
+        refused = "consumer: Cannot connect to rediss://"
+
+        def consumer_refused() -> list[str]:
+            return [line for line in worker.log_text().splitlines() if refused in line]
+
+        lines = wait_for(consumer_refused, what="the worker's consumer to refuse the server")
+        assert VERIFY_FAILED in lines[0]
+        assert worker.running()  # it keeps trying, as for a Redis that is down
+    finally:
+        worker.kill()
 
 
 def test_rediss_verifies_against_the_system_cas_without_any_parameter(

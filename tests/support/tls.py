@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,4 +186,17 @@ class JobgateFlower(devstack.Flower):
         argv += ["--tenant", self.tenant, "--port", str(self.port)]
         self._spawn(argv, env=env)
         devstack.wait_until(self._healthy, timeout_s, f"Flower on port {self.port}", 0.2)
+        return self
+
+
+class CeleryWorker(devstack.Service):
+    """A worker started as ``celery -A jobgate.workers.app worker``, past the check that
+    ``jobgate worker`` makes first: its own connections are on their own."""
+
+    name = "celery-worker"
+
+    def start(self, env: dict[str, str]) -> CeleryWorker:
+        argv = [sys.executable, "-m", "celery", "-A", "jobgate.workers.app", "worker"]
+        argv += ["--concurrency=1", "--without-mingle", "--without-gossip", "--loglevel=info"]
+        self._spawn(argv, env={**os.environ, **env})
         return self
