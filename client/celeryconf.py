@@ -43,13 +43,13 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
     over_tls: dict[str, Any] = {}
     if is_sentinel(url):
         parsed = parse_sentinel_url(url)
-        url, through_sentinels = parsed.kombu_url, parsed.transport_options()
+        url, through_sentinels, tls = parsed.kombu_url, parsed.transport_options(), parsed.tls
     else:
+        url, tls = split_tls(url)
+    if tls is not None:
         # The same TLS settings for broker and result backend (and Flower, which reads
         # broker_use_ssl): kombu alone would not verify the server (tls.py)
-        url, tls = split_tls(url)
-        if tls is not None:
-            over_tls = {"broker_use_ssl": tls.options(), "redis_backend_use_ssl": tls.options()}
+        over_tls = {"broker_use_ssl": tls.options(), "redis_backend_use_ssl": tls.options()}
     return {
         "broker_url": url,
         "result_backend": url,

@@ -18,7 +18,6 @@ from jobgate.client.sentinel import (
     SEPARATOR,
     is_sentinel,
     parse_sentinel_url,
-    refuse_tls_env,
 )
 from jobgate.client.tls import HandshakeBoundSSLConnection, split_tls, tls_problem
 
@@ -67,7 +66,6 @@ def check_url(url: str) -> str:
     (the ``JOBGATE_TLS_*`` variables included); ConfigurationError saying what is wrong."""
     if is_sentinel(url):
         parse_sentinel_url(url)
-        refuse_tls_env(url)
     elif urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigurationError(
             f"Redis URL {mask_url(url)!r} must start with redis://, rediss://, unix:// "
@@ -116,7 +114,10 @@ def broker_errors(url: str) -> Iterator[None]:
         redis.exceptions.ReadOnlyError,
         OperationalError,
     ) as e:
-        if problem := tls_problem(e):
+        problem = tls_problem(e)
+        if problem is None and is_sentinel(url):
+            problem = parse_sentinel_url(url).tls_problem()
+        if problem:
             raise BrokerTlsError(mask_url(url), problem) from e
         raise BrokerUnavailableError(mask_url(url), _cause(url, e)) from e
 

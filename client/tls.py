@@ -66,26 +66,36 @@ class TlsSettings:
 
 
 def split_tls(url: str) -> tuple[str, TlsSettings | None]:
-    """`url` without its ``ssl_*`` parameters, and its TLS settings (None for plain
-    text); ConfigurationError for a setting that cannot work, naming it."""
+    """`url` (a redis://, rediss:// or unix:// URL) without its ``ssl_*`` parameters, and
+    its TLS settings (None for plain text); ConfigurationError for a setting that cannot
+    work, naming it."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     given = {k: v for k, v in query if k.startswith("ssl_")}
     rest = [(k, v) for k, v in query if not k.startswith("ssl_")]
     plain_url = parts._replace(query=urlencode(rest)).geturl()
-    env = {name: os.environ[name] for name in ENV_VARS if os.environ.get(name)}
     if parts.scheme != "rediss":
-        if given or env:
-            named = ", ".join([*given, *env])
+        if named := requested(given):
             raise ConfigurationError(
-                f"{named} asks for TLS, but a {parts.scheme}:// URL is plain text: use "
-                f"rediss://{parts.netloc.rpartition('@')[2]}{parts.path} (or drop {named})"
+                f"{', '.join(named)} asks for TLS, but a {parts.scheme}:// URL is plain text: "
+                f"use rediss://{parts.netloc.rpartition('@')[2]}{parts.path} (or drop it)"
             )
         return url, None
+    return plain_url, tls_settings(given)
+
+
+def requested(given: dict[str, str]) -> list[str]:
+    """The URL parameters (`given`) and ``JOBGATE_TLS_*`` variables that ask for TLS."""
+    return [*given, *(name for name in ENV_VARS if os.environ.get(name))]
+
+
+def tls_settings(given: dict[str, str]) -> TlsSettings:
+    """The TLS settings of a URL's ``ssl_*`` parameters (`given`) and the variables."""
     unknown = sorted(set(given) - {*_FILES, REQS_PARAM, HOSTNAME_PARAM})
     if unknown:
         known = ", ".join([*_FILES, REQS_PARAM, HOSTNAME_PARAM])
         raise ConfigurationError(f"unknown TLS parameter {unknown[0]!r} (jobgate reads {known})")
+    env = {name: os.environ[name] for name in ENV_VARS if os.environ.get(name)}
     files = {param: _file(param, given, env) for param in _FILES}
     if files[KEY_PARAM] and not files[CERT_PARAM]:
         raise ConfigurationError(
@@ -98,14 +108,13 @@ def split_tls(url: str) -> tuple[str, TlsSettings | None]:
     check = given.get(HOSTNAME_PARAM, "true")
     if check.lower() not in _BOOLS:
         raise ConfigurationError(f"{HOSTNAME_PARAM}={check!r} must be true or false")
-    settings = TlsSettings(
+    return TlsSettings(
         ca_certs=files[CA_PARAM],
         certfile=files[CERT_PARAM],
         keyfile=files[KEY_PARAM],
         cert_reqs=_CERT_REQS[reqs.lower()],
         check_hostname=_BOOLS[check.lower()],
     )
-    return plain_url, settings
 
 
 def _file(param: str, given: dict[str, str], env: dict[str, str]) -> str | None:

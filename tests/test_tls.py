@@ -9,6 +9,7 @@ module `redis_url` is the TLS server's, so the conftest fixtures (`gateway`,
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from tests.support.tls import (
     JobgateFlower,
     Pair,
     TlsRedisServer,
+    TlsSentinel,
     needs_openssl,
 )
 from tests.support.waiting import TIMEOUT_S, wait_for
@@ -232,6 +234,45 @@ def test_mutual_tls_with_a_client_certificate_runs_a_job(
         worker.kill()
 
 
+def test_through_sentinels_over_tls_a_job_runs_end_to_end(
+    authority: Authority, tenant: str, make_profile: ProfileFactory, tmp_path: Path
+) -> None:
+    """A sentinel and a master that both speak TLS only; JOBGATE_TLS_CA makes the
+    client, the worker, the broker and the result backend reach both over TLS."""
+    server = authority.issue("server-s")
+    with _serve(tmp_path / "master", authority, server) as master:
+        sentinel = TlsSentinel(tmp_path / "sentinel", authority, server, master).start()
+        try:
+            url = sentinel.url
+            assert (
+                celery_config(url, tenant)["broker_transport_options"]["sentinel_kwargs"][
+                    "ssl_cert_reqs"
+                ]
+                is ssl.CERT_REQUIRED
+            )
+            worker = devstack.Worker(
+                tmp_path / "logs", url, [str(make_profile())], tenant=tenant, name="sentinel"
+            ).start()
+            try:
+                with Gateway(url, tenant=tenant) as gateway:
+                    job = gateway.submit(JobSpec(name="s", command="echo via sentinels"), "local")
+                    record = job.wait(timeout_s=TIMEOUT_S)
+                    assert record.status is JobStatus.SUCCEEDED
+                    assert "".join(job.logs()) == "via sentinels\n"
+                    final = AsyncResult(record.result_id, app=gateway.celery).get(timeout=10)
+                    assert final["status"] == "SUCCEEDED"
+            finally:
+                worker.kill()
+            # the CA may be a parameter of the sentinel URL, as of a rediss:// URL
+            with_ca = f"{url}&ssl_ca_certs={authority.cert}"
+            os.environ.pop(CA_ENV)
+            _store_and_broker(with_ca, tenant)
+            with pytest.raises(BrokerTlsError, match=VERIFY_FAILED):
+                _store_and_broker(f"{url}&ssl_cert_reqs=required", tenant)
+        finally:
+            sentinel.stop()
+
+
 def test_mutual_tls_without_a_client_certificate_says_so(
     mtls_redis: TlsRedisServer, tenant: str
 ) -> None:
@@ -326,8 +367,8 @@ def test_the_command_prints_tls_failures_as_one_line(
         ("rediss://127.0.0.1:1/0", {KEY_ENV: "CA"}, "needs its certificate"),
         ("rediss://127.0.0.1:1/0?ssl_cert_reqs=maybe", {}, "required, optional or none"),
         ("rediss://127.0.0.1:1/0?ssl_certs=x", {}, "unknown TLS parameter 'ssl_certs'"),
-        ("sentinel://127.0.0.1:1?master_name=m", {CA_ENV: "CA"}, "not reach Redis through"),
-        ("sentinel://127.0.0.1:1?master_name=m&ssl_ca_certs=x", {}, "Sentinel over TLS"),
+        ("sentinel://127.0.0.1:1?master_name=m&ssl_certs=x", {}, "unknown TLS parameter"),
+        ("sentinel://127.0.0.1:1?master_name=m", {CA_ENV: "/no/ca.pem"}, "not a readable file"),
     ],
 )
 def test_tls_settings_that_cannot_work_are_configuration_errors(

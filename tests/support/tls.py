@@ -142,12 +142,15 @@ class TlsRedisServer(devstack.RedisServer):
             decode_responses=True, socket_timeout=5, **extra,
         )  # fmt: skip
 
+    def _first_args(self) -> list[str]:
+        return ["--save", "", "--appendonly", "no"]
+
     def start(self, timeout_s: float = 10.0) -> TlsRedisServer:
         program = shutil.which(self.program)
         if program is None:
             raise RuntimeError(f"{self.program} is not installed (apt-get install -y redis-server)")
-        argv = [program, "--save", "", "--appendonly", "no", "--port", "0"]
-        argv += ["--tls-port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.log_dir)]
+        argv = [program, *self._first_args(), "--port", "0", "--tls-port", str(self.port)]
+        argv += ["--bind", "127.0.0.1", "--dir", str(self.log_dir)]
         argv += ["--tls-cert-file", str(self.server.cert), "--tls-key-file", str(self.server.key)]
         argv += ["--tls-ca-cert-file", str(self.authority.cert)]
         argv += ["--tls-auth-clients", "yes" if self.client_auth else "no"]
@@ -172,6 +175,33 @@ class TlsRedisServer(devstack.RedisServer):
                 return s.recv(16).startswith(b"+PONG")
         except (OSError, ssl.SSLError):
             return False
+
+
+class TlsSentinel(TlsRedisServer):
+    """redis-sentinel speaking TLS only, monitoring `master` (a TlsRedisServer, reached
+    over TLS: ``tls-replication yes``) as `master_name`, with a quorum of one."""
+
+    name = "sentinel-tls"
+    program = "redis-sentinel"
+
+    def __init__(
+        self, log_dir: Path, authority: Authority, server: Pair, master: TlsRedisServer,
+        master_name: str = "jobgate",
+    ) -> None:  # fmt: skip
+        super().__init__(log_dir, authority, server)
+        self.master_name = master_name
+        self.config = self.log_dir / "sentinel.conf"  # redis-sentinel rewrites it
+        self.config.write_text(
+            f"sentinel monitor {master_name} 127.0.0.1 {master.port} 1\ntls-replication yes\n"
+        )
+
+    def _first_args(self) -> list[str]:
+        return [str(self.config)]
+
+    @property
+    def url(self) -> str:
+        """jobgate's sentinel URL for it (TLS comes from the JOBGATE_TLS_* variables)."""
+        return f"sentinel://127.0.0.1:{self.port}?master_name={self.master_name}"
 
 
 class JobgateFlower(devstack.Flower):
