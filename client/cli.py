@@ -42,6 +42,7 @@ from jobgate.client.gateway import Gateway, Job, Stream
 from jobgate.client.models import JobQuery, JobRecord, JobStatus, PolicyLevel
 from jobgate.client.policy import summarize_preflight
 from jobgate.client.profiles import find_profiles, load_profile, public_profile
+from jobgate.client.sentinel import is_sentinel, parse_sentinel_url
 from jobgate.client.validation import validate_job_spec
 
 PROG = "jobgate"
@@ -172,7 +173,8 @@ def _check_tls(url: str) -> None:
     """A TLS setting that cannot work (untrusted CA, expired certificate, wrong name, no
     client certificate) is an error now, not a reconnect loop in a daemon's log. A Redis
     that is down is not: the worker and Flower wait for it."""
-    if urlsplit(url).scheme != "rediss":
+    through_sentinels = is_sentinel(url) and parse_sentinel_url(url).tls is not None
+    if urlsplit(url).scheme != "rediss" and not through_sentinels:
         return
     client = connect(url)
     try:
