@@ -7,7 +7,8 @@ without ``ssl_cert_reqs`` (a bare ValueError); redis-py verifies. So jobgate tak
 ``ssl_*`` parameters out of the URL, adds the ``JOBGATE_TLS_*`` variables (the URL's
 parameters win), and hands the same settings to redis-py (the job store), to kombu
 (``broker_use_ssl``), to Celery's result backend (``redis_backend_use_ssl``) and so to
-Flower, which reads ``broker_use_ssl`` too.
+Flower, which reads ``broker_use_ssl`` too. A sentinel URL takes the same parameters
+and variables for its sentinels and master (sentinel.py).
 
 A failed handshake is told apart here (`tls_problem`) so the error says which of a
 wrong CA, a plain-text server, a name mismatch or an expired certificate it was.
