@@ -139,7 +139,8 @@ def test_a_job_runs_end_to_end_over_tls_with_worker_result_backend_and_flower(
         def seen() -> bool:
             tasks: dict[str, dict[str, Any]] = flower.get_json("/api/tasks")
             return any(
-                t["name"] == routing.DRAIN_SUBMITS and t["state"] == "SUCCESS" for t in tasks.values()
+                t["name"] == routing.DRAIN_SUBMITS and t["state"] == "SUCCESS"
+                for t in tasks.values()
             )
 
         wait_for(seen, what="Flower (over TLS) to show the drain_submits task as done")
