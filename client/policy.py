@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from jobgate.client.credentials import K8S_REF_PREFIX, REDACTED
+from jobgate.client.credentials import ENV_REF, K8S_REF_PREFIX, REDACTED, secret_var_refusal
 from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
 from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile, KubernetesProfile
 
@@ -188,6 +188,33 @@ def _other_backend_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[P
             )
 
 
+def secret_ref_refusals(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
+    """The spec's `secret_env` names whose ``env:NAME`` reference the profile does not
+    allow (policy.allowed_secret_vars, or a reference of the profile's own defaults),
+    with why. The worker refuses them whatever the policy findings say."""
+    own = {m.group(1) for v in profile.defaults.env.values() if (m := ENV_REF.match(v))}
+    refused = {}
+    for name, ref in sorted(spec.secret_env.items()):
+        match = ENV_REF.match(ref)
+        if match is None:
+            continue  # a k8s: reference, resolved by the cluster in the job's namespace
+        why = secret_var_refusal(match.group(1), profile.policy.allowed_secret_vars, own)
+        if why is not None:
+            refused[name] = f"secret_env {name} ({ref}): {why}"
+    return refused
+
+
+def _secret_refs(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    refs = [n for n, r in spec.secret_env.items() if ENV_REF.match(r)]
+    if not refs:
+        return
+    refused = secret_ref_refusals(spec, profile)
+    for reason in refused.values():
+        yield _finding("secret-env-not-allowed", PolicyLevel.BLOCK, reason)
+    if not refused:
+        yield _finding("secret-env-not-allowed", PolicyLevel.PASS, "secret_env references allowed")
+
+
 #: Backends that turn depends_on into scheduler dependencies.
 DEPENDENCY_BACKENDS = frozenset({"slurm", "lsf"})
 
@@ -263,6 +290,7 @@ CHECKS: tuple[Check, ...] = (
     _lsf_array_indices,
     _kubernetes_limits,
     _staging,
+    _secret_refs,
 )
 
 

@@ -40,6 +40,8 @@ BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
 UNKNOWN_BACKEND = "unknown_backend"
 _TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
 PathTemplate = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: A name or glob pattern of worker variables (see Policy.allowed_secret_vars).
+SecretVarPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_*?\[\]!-]{1,128}$")]
 #: A directory for job files: no whitespace or '%' (scheduler output patterns use them).
 WorkDir = Annotated[str, StringConstraints(pattern=r"^[^\s%]+$", max_length=1024)]
 
@@ -345,6 +347,14 @@ class Policy(StrictModel):
     )
     allow_overrides: bool = Field(
         default=False, description="Whether allow_policy_risk=True may bypass BLOCK findings."
+    )
+    allowed_secret_vars: list[SecretVarPattern] = Field(
+        default_factory=list,
+        description="Worker environment variables jobs' secret_env may read (env:NAME): "
+        "names or glob patterns (*, ?, [...]); empty: none (the profile's own defaults.env "
+        "references are always allowed). Variables of jobgate (JOBGATE_*), Celery, Flower, "
+        "Redis clients, Kubernetes and cloud SDKs (AWS_*, GOOGLE_*, AZURE_*, ...) are "
+        "allowed only by their exact name, never by a pattern.",
     )
 
 
