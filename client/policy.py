@@ -19,7 +19,23 @@ from collections.abc import Callable, Iterator
 
 from jobgate.client.credentials import ENV_REF, K8S_REF_PREFIX, REDACTED, secret_var_refusal
 from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
-from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile, KubernetesProfile
+from jobgate.client.profile_schema import (
+    BACKEND_KINDS,
+    ClusterProfile,
+    KubernetesProfile,
+    LsfProfile,
+    SlurmProfile,
+)
+from jobgate.client.scheduler_options import (
+    BSUB,
+    SBATCH,
+    Asked,
+    OptionsError,
+    directive_words,
+    lsf_asked,
+    refusals,
+    slurm_asked,
+)
 
 Check = Callable[[JobSpec, ClusterProfile], Iterator[PolicyFinding]]
 
@@ -215,6 +231,65 @@ def _secret_refs(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindi
         yield _finding("secret-env-not-allowed", PolicyLevel.PASS, "secret_env references allowed")
 
 
+def _job_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    """A job's own scheduler options: readable, not jobgate's, allowed by the profile
+    (job_options), and asking no more than the policy limits."""
+    r = spec.resources
+    try:
+        if isinstance(profile, SlurmProfile) and spec.slurm and spec.slurm.extra_args:
+            field, table, allowed = "slurm.extra_args", SBATCH, profile.slurm.job_options
+            passed = SBATCH.parse(spec.slurm.extra_args)
+            asked = slurm_asked(passed, r.cpus, r.memory_mb, r.gpus)
+        elif (
+            isinstance(profile, LsfProfile)
+            and spec.lsf
+            and (spec.lsf.directives or spec.lsf.extra_args)
+        ):
+            field, table, allowed = "lsf.directives/extra_args", BSUB, profile.lsf.job_options
+            passed = BSUB.parse(directive_words(spec.lsf.directives))
+            passed += BSUB.parse(spec.lsf.extra_args)
+            asked = lsf_asked(passed, profile.lsf.lsf_units)
+        else:
+            return
+    except OptionsError as e:
+        yield _finding("job-options", PolicyLevel.BLOCK, f"{field}: {e}")
+        return
+    refused = refusals(table, passed, allowed)
+    for reason in refused:
+        yield _finding(
+            "job-options",
+            PolicyLevel.BLOCK,
+            f"{field} {reason}; cluster {profile.name} lets jobs pass only "
+            f"{', '.join(allowed) or 'none'} ({profile.backend}.job_options in its profile)",
+        )
+    if not refused:
+        yield _finding("job-options", PolicyLevel.PASS, f"{field} allowed")
+        yield from _asked_limits(field, asked, profile)
+
+
+def _asked_limits(field: str, asked: Asked, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    p = profile.policy
+    for what, value, limit, unit in (
+        ("cpus", asked.cpus, p.max_cpus, "cpus"),
+        ("memory", asked.memory_mb, p.max_memory_mb, "MB of memory"),
+        ("gpus", asked.gpus, p.max_gpus, "gpus"),
+        ("walltime", asked.walltime_s, p.max_walltime_s, "s of walltime"),
+    ):
+        if limit is None or value is None:
+            continue
+        shown = "unlimited" if value == float("inf") else f"{value:g}"
+        if value > limit:
+            yield _finding(
+                f"{what}-over-max",
+                PolicyLevel.BLOCK,
+                f"{field} asks for {shown} {unit}; cluster {profile.name} allows {limit}",
+            )
+        else:
+            yield _finding(
+                f"{what}-over-max", PolicyLevel.PASS, f"{field}: {shown} {unit} within {limit}"
+            )
+
+
 #: Backends that turn depends_on into scheduler dependencies.
 DEPENDENCY_BACKENDS = frozenset({"slurm", "lsf"})
 
@@ -291,6 +366,7 @@ CHECKS: tuple[Check, ...] = (
     _kubernetes_limits,
     _staging,
     _secret_refs,
+    _job_options,
 )
 
 
