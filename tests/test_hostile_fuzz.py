@@ -79,21 +79,14 @@ def test_validate_job_spec_raises_only_spec_invalid(payload: Any) -> None:
     spec.model_dump_json()  # what is accepted can be stored
 
 
+PROFILE_FIELDS = ["backend", "policy", "defaults", "slurm", "lsf", "local", "storage",
+                  "retention_s"]  # fmt: skip
 profiles = st.fixed_dictionaries(
     {"name": st.sampled_from(["c", "\ud800"]) | hostile_texts},
     optional={
-        f: nested
-        for f in [
-            "backend",
-            "policy",
-            "defaults",
-            "slurm",
-            "lsf",
-            "local",
-            "storage",
-            "retention_s",
-        ]
-    },  # fmt: skip
+        **{f: nested for f in PROFILE_FIELDS},
+        "backend": st.sampled_from(["local", "slurm", "lsf", "kubernetes"]) | nested,
+    },
 )
 
 
