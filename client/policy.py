@@ -14,6 +14,7 @@ client did.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 
@@ -277,7 +278,7 @@ def _asked_limits(field: str, asked: Asked, profile: ClusterProfile) -> Iterator
     ):
         if limit is None or value is None:
             continue
-        shown = "unlimited" if value == float("inf") else f"{value:g}"
+        shown = "unlimited" if math.isinf(value) else f"{value:g}"
         if value > limit:
             yield _finding(
                 f"{what}-over-max",

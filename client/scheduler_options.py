@@ -318,10 +318,10 @@ _GPU_NUM = re.compile(r"(?:^|:)num=([0-9]{1,9})(?=$|[:/])")
 @dataclass
 class Asked:
     """What a job's options ask of the scheduler, in the policy's units; None: the option
-    was not passed. `walltime_s` is math.inf for an unlimited time."""
+    was not passed. `memory_mb` and `walltime_s` are math.inf for no limit."""
 
     cpus: int | None = None
-    memory_mb: int | None = None
+    memory_mb: float | None = None
     gpus: int | None = None
     walltime_s: float | None = None
 
@@ -348,7 +348,13 @@ def _mb(p: Passed, pattern: re.Pattern[str], default_unit: str) -> int:
 
 
 def slurm_time_s(text: str) -> float:
-    """Slurm's --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; UNLIMITED/INFINITE: inf."""
+    """Slurm's --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; UNLIMITED, INFINITE and 0
+    (Slurm: "no time limit") are inf."""
+    seconds = _slurm_clock_s(text)
+    return math.inf if seconds == 0 else seconds
+
+
+def _slurm_clock_s(text: str) -> float:
     if text.upper() in _UNLIMITED:
         return math.inf
     days, dash, clock = text.rpartition("-") if "-" in text else ("", "", text)
@@ -411,9 +417,11 @@ def slurm_asked(passed: Iterable[Passed], cpus: int, memory_mb: int | None, gpus
     total_gpus = max(int(got.get("gres", gpus)) * nodes, int(got.get("gpus", 0)),
                      int(got.get("gpus_per_node", 0)) * nodes,
                      int(got.get("gpus_per_task", 0)) * tasks)  # fmt: skip
-    memory = [int(got.get("mem", memory_mb or 0)) * nodes,
-              int(got.get("mem_per_cpu", 0)) * total_cpus,
-              int(got.get("mem_per_gpu", 0)) * total_gpus]  # fmt: skip
+    # --mem=0 (and 0 per CPU or GPU) asks for all the memory of each node: unlimited.
+    given = {k: got[k] or math.inf for k in ("mem", "mem_per_cpu", "mem_per_gpu") if k in got}
+    memory = [given.get("mem", memory_mb or 0) * nodes,
+              given.get("mem_per_cpu", 0) * total_cpus,
+              given.get("mem_per_gpu", 0) * total_gpus]  # fmt: skip
     asked = Asked()
     if {"cpus_per_task", "ntasks", "nodes", "ntasks_per_node"} & got.keys():
         asked.cpus = total_cpus
