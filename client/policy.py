@@ -257,12 +257,7 @@ def _job_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindi
         return
     refused = refusals(table, passed, allowed)
     for reason in refused:
-        yield _finding(
-            "job-options",
-            PolicyLevel.BLOCK,
-            f"{field} {reason}; cluster {profile.name} lets jobs pass only "
-            f"{', '.join(allowed) or 'none'} ({profile.backend}.job_options in its profile)",
-        )
+        yield _finding("job-options", PolicyLevel.BLOCK, f"{field} {reason}")
     if not refused:
         yield _finding("job-options", PolicyLevel.PASS, f"{field} allowed")
         yield from _asked_limits(field, asked, profile)

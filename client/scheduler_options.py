@@ -277,7 +277,11 @@ def refusals(table: OptionTable, passed: Iterable[Passed], allowed: Iterable[str
         if p.option.owned:
             reasons.append(f"{p.spelled}: jobgate sets it itself; drop it")
         elif p.option not in allowed_options:
-            reasons.append(f"{p.spelled}: not allowed by the cluster (see job_options)")
+            shown = ", ".join(sorted(o.name for o in allowed_options if o)) or "none"
+            reasons.append(
+                f"{p.spelled}: not allowed here (jobs may pass: {shown}); to allow it, "
+                "list it in the cluster profile's job_options"
+            )
     return reasons
 
 

@@ -56,8 +56,10 @@ def lsf_spec(directives: list[str] = [], extra_args: list[str] = []) -> JobSpec:
 def test_no_job_option_passes_unless_the_profile_lists_it(arg: str) -> None:
     args = [arg, "admin"] if arg == "-p" else [arg]
     (found,) = blocks(sbatch_spec(*args), slurm())
-    assert found.startswith(f"job-options: slurm.extra_args {arg.split('=')[0]}: not allowed")
-    assert "lets jobs pass only none (slurm.job_options in its profile)" in found
+    assert found == (
+        f"job-options: slurm.extra_args {arg.split('=')[0]}: not allowed here (jobs may pass: "
+        "none); to allow it, list it in the cluster profile's job_options"
+    )
 
 
 @pytest.mark.parametrize(
@@ -166,10 +168,12 @@ def test_lsf_options_from_the_issue_are_refused_by_default() -> None:
     spec = lsf_spec(["-n 512", "-W 99999"], ["-q", "admin"])
     found = blocks(spec, lsf())
     assert [f.split(" (")[0] for f in found] == [
-        "job-options: lsf.directives/extra_args -n: not allowed by the cluster",
-        "job-options: lsf.directives/extra_args -W: not allowed by the cluster",
-        "job-options: lsf.directives/extra_args -q: not allowed by the cluster",
+        "job-options: lsf.directives/extra_args -n: not allowed here",
+        "job-options: lsf.directives/extra_args -W: not allowed here",
+        "job-options: lsf.directives/extra_args -q: not allowed here",
     ]
+    (lists,) = blocks(lsf_spec(["-q admin"]), lsf(["-n", "-W"]))
+    assert "(jobs may pass: -W, -n); to allow it, list it in the cluster profile's" in lists
 
 
 def test_allowed_lsf_options_are_held_to_the_policy_limits() -> None:
