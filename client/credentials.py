@@ -58,15 +58,24 @@ def is_protected_var(name: str) -> bool:
 
 
 def secret_var_refusal(
-    name: str, allowed: Iterable[str], exact: Collection[str] = ()
+    name: str,
+    allowed: Iterable[str],
+    exact: Collection[str] = (),
+    protected: Collection[str] = (),
 ) -> str | None:
     """Why a job may not read worker variable `name` through ``env:NAME``, or None if it
     may: `allowed` holds names and glob patterns (fnmatch, case-sensitive); a protected
-    name (PROTECTED_VAR_PREFIXES) must be listed exactly, in `allowed` or in `exact` (the
-    references the profile's own defaults make)."""
+    name (PROTECTED_VAR_PREFIXES, or one of `protected`: the worker's own credentials a
+    profile names) must be listed exactly, in `allowed` or in `exact` (the references
+    the profile's own defaults make)."""
     patterns = list(allowed)
     if name in exact or name in patterns:
         return None
+    if name in protected:
+        return (
+            f"{name} holds the worker's own storage credentials; only its exact name in "
+            f"the cluster profile's {ALLOWED_SECRET_VARS_FIELD} lets jobs read it"
+        )
     if is_protected_var(name):
         return (
             f"{name} is one of the worker's own variables (jobgate's, Celery's, Flower's, "

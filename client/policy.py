@@ -208,14 +208,20 @@ def _other_backend_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[P
 def secret_ref_refusals(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
     """The spec's `secret_env` names whose ``env:NAME`` reference the profile does not
     allow (policy.allowed_secret_vars, or a reference of the profile's own defaults),
-    with why. The worker refuses them whatever the policy findings say."""
+    with why. The variables of the profile's storage credentials, like the worker's own
+    families, need their exact name. The worker refuses these whatever the findings say."""
     own = {m.group(1) for v in profile.defaults.env.values() if (m := ENV_REF.match(v))}
+    credentials = profile.storage.credentials if profile.storage else None
+    storage_refs = [credentials.access_key_id, credentials.secret_access_key,
+                    credentials.session_token] if credentials else []  # fmt: skip
+    protected = {m.group(1) for ref in storage_refs if ref and (m := ENV_REF.match(ref))}
     refused = {}
     for name, ref in sorted(spec.secret_env.items()):
         match = ENV_REF.match(ref)
         if match is None:
             continue  # a k8s: reference, resolved by the cluster in the job's namespace
-        why = secret_var_refusal(match.group(1), profile.policy.allowed_secret_vars, own)
+        allowed = profile.policy.allowed_secret_vars
+        why = secret_var_refusal(match.group(1), allowed, own, protected)
         if why is not None:
             refused[name] = f"secret_env {name} ({ref}): {why}"
     return refused

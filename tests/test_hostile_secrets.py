@@ -82,3 +82,29 @@ def test_the_worker_refuses_even_when_blocks_may_be_overridden(
     assert record.reason is not None
     assert "secret_env X (env:JOBGATE_URL): JOBGATE_URL is one of the worker's own" in record.reason
     assert "worker-pw-LEAK" not in record.model_dump_json()
+
+
+def test_the_workers_storage_credentials_need_their_exact_name() -> None:
+    data = {
+        "name": "c",
+        "backend": "slurm",
+        "policy": {"allowed_secret_vars": ["LAB_*"]},
+        "storage": {
+            "prefix": "s3://bucket/jobs",
+            "credentials": {
+                "access_key_id": "env:LAB_S3_KEY_ID",
+                "secret_access_key": "env:LAB_S3_SECRET",
+            },
+        },
+    }
+    spec = JobSpec(name="x", command="true", secret_env={"S": "env:LAB_S3_SECRET"})
+    (found,) = [f for f in evaluate_policy(spec, profile_from_data(data))
+                if f.code == "secret-env-not-allowed"]  # fmt: skip
+    assert found.level is PolicyLevel.BLOCK
+    assert "LAB_S3_SECRET holds the worker's own storage credentials" in found.message
+    data["policy"] = {"allowed_secret_vars": ["LAB_S3_SECRET"]}
+    assert "secret-env-not-allowed" not in {
+        f.code
+        for f in evaluate_policy(spec, profile_from_data(data))
+        if f.level is PolicyLevel.BLOCK
+    }
