@@ -92,7 +92,9 @@ def find_profiles() -> dict[str, ProfileSource]:
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
-    """Load a profile by name or by path to a YAML file."""
+    """Load a profile by name or by path to a YAML file. Raises only ProfileNotFoundError
+    (no such profile, an unreadable file) and SpecInvalidError (anything wrong with its
+    content, naming the field: not UTF-8, bad YAML, too deep, invalid values)."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path).expanduser()
         if not path.is_file():

@@ -25,7 +25,8 @@ _VALUE_CHARS = 60
 
 
 def validate_job_spec(payload: SpecSource) -> JobSpec:
-    """A validated JobSpec, or SpecInvalidError listing every problem."""
+    """A validated JobSpec, or SpecInvalidError listing every problem (whatever the input:
+    no other exception escapes, see tests/test_hostile_fuzz.py)."""
     if isinstance(payload, JobSpec):
         return payload
     data, source = _load(payload)
