@@ -57,6 +57,10 @@ class Passed:
     value: str | None
 
 
+#: A value bsub surely reads as attached to a one-letter option: -n4, -n2,8, -W1:30.
+_ATTACHED_NUMBER = re.compile(r"^[0-9][0-9,:]*$")
+
+
 class OptionsError(ValueError):
     """A word of a job's scheduler options that cannot be taken as an option."""
 
@@ -110,9 +114,14 @@ class OptionTable:
         exact = self.lookup(word)
         if exact is not None:
             return exact, word, None
+        if word.startswith("--"):
+            raise OptionsError(f"{word} is not a {self.program} option jobs may pass")
         option = self._known(word[:2])
         if option.arity is not Arity.VALUE:
             raise OptionsError(f"{word}: give each option in a word of its own")
+        if not self.gnu_long and not _ATTACHED_NUMBER.match(word[2:]):
+            # bsub has options of several letters (-cwd, -oo, -gpu): "-cwd/x" is no -c.
+            raise OptionsError(f"{word}: give the value of {word[:2]} as a word of its own")
         return option, word[:2], word[2:]
 
     def _known(self, name: str) -> Option:

@@ -198,6 +198,8 @@ def test_allowed_lsf_options_are_held_to_the_policy_limits() -> None:
         ("lsf.directives", {"directives": ["-q normal -J evil"]}),
         ("lsf.directives", {"directives": ["-oo /home/victim/.bashrc"]}),
         ("lsf.directives", {"directives": ["-Jevil"]}),
+        ("lsf.directives", {"directives": ["-cwd/home/victim"]}),
+        ("lsf.extra_args", {"extra_args": ["--help"]}),
         ("lsf.directives", {"directives": ["-q 'unclosed"]}),
         ("lsf.extra_args", {"extra_args": ["-cwd", "/"]}),
         ("lsf.extra_args", {"extra_args": ["-env", "all"]}),
