@@ -19,7 +19,7 @@ from jobgate.client.scheduler_options import slurm_time_s
 from jobgate.workers.backends.lsf.script import LsfFiles, directives
 from jobgate.workers.backends.lsf.script import submit_argv as bsub_argv
 from jobgate.workers.backends.slurm.script import submit_argv as sbatch_argv
-from tests.test_lsf_parsing import submission
+from tests.support.submissions import submission
 
 LIMITS = {"max_cpus": 16, "max_memory_mb": 8000, "max_gpus": 2, "max_walltime_s": 3600}
 
