@@ -326,7 +326,7 @@ def _kubernetes_limits(spec: JobSpec, profile: ClusterProfile) -> Iterator[Polic
                 "Kubernetes clusters; use env:NAME",
             )
         return
-    values = [n for n, v in spec.env.items() if v == REDACTED]
+    values = [n for n, v in spec.env.items() if v == REDACTED or spec.is_secret(n)]
     values += [n for n, r in spec.secret_env.items() if not r.startswith(K8S_REF_PREFIX)]
     if values:
         yield _finding(

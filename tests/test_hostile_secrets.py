@@ -108,3 +108,14 @@ def test_the_workers_storage_credentials_need_their_exact_name() -> None:
         for f in evaluate_policy(spec, profile_from_data(data))
         if f.level is PolicyLevel.BLOCK
     }
+
+
+def test_values_marked_secret_are_refused_on_kubernetes_before_they_are_recorded() -> None:
+    """On Kubernetes a value would be written into the Job: the client's preflight, which
+    sees the spec before its secrets are redacted, already blocks a marked one."""
+    profile = profile_from_data({"name": "k", "backend": "kubernetes"})
+    spec = JobSpec(name="x", command="true", image="python:3.12", env={"DB_PASS": "pw"},
+                   secret_names=["DB_PASS"])  # fmt: skip
+    (found,) = [f for f in evaluate_policy(spec, profile) if f.code == "secret-value-on-kubernetes"]
+    assert found.level is PolicyLevel.BLOCK
+    assert found.message.startswith("DB_PASS: secret values would be written into the Job")
