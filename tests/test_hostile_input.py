@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery.result import AsyncResult
 
 from jobgate.client import (
@@ -120,7 +121,7 @@ def test_a_failed_create_writes_nothing(gateway: Gateway) -> None:
     # The store's own script decodes everything before its first write: a secret it
     # cannot decode leaves no half-written job hash behind.
     record = _record(gateway, JobSpec.model_validate(BASE))
-    with pytest.raises(Exception, match=r"cjson|[Uu]nicode"):
+    with pytest.raises(redis.ResponseError, match=r"cjson|[Uu]nicode"):
         gateway.store.create(record, {"API_TOKEN": "\ud800abc"})
     assert tenant_values(gateway) == ""
 
