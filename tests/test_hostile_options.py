@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobgate.client import JobSpec, SpecInvalidError
+from jobgate.client import Gateway, JobSpec, JobStatus, SpecInvalidError
 from jobgate.client.errors import BackendError
 from jobgate.client.models import PolicyLevel
 from jobgate.client.policy import evaluate_policy
@@ -19,7 +19,10 @@ from jobgate.client.scheduler_options import slurm_time_s
 from jobgate.workers.backends.lsf.script import LsfFiles, directives
 from jobgate.workers.backends.lsf.script import submit_argv as bsub_argv
 from jobgate.workers.backends.slurm.script import submit_argv as sbatch_argv
+from tests.support.lsf import LsfEmulator, lsf_profile
 from tests.support.submissions import submission
+from tests.support.waiting import TIMEOUT_S
+from tests.support.workers import WorkerFactory
 
 LIMITS = {"max_cpus": 16, "max_memory_mb": 8000, "max_gpus": 2, "max_walltime_s": 3600}
 
@@ -215,3 +218,19 @@ def test_lsf_options_jobgate_owns_never_reach_bsub(
     with pytest.raises(BackendError, match=f"{field}: "):
         _ = [directives(submission("x", spec), profile, LsfFiles(tmp_path, "x")),
              bsub_argv(profile, spec)]  # fmt: skip
+
+
+def test_the_worker_never_passes_jobgates_own_options_whatever_the_overrides(
+    gateway: Gateway, lsf: LsfEmulator, tmp_path: Path, start_worker: WorkerFactory
+) -> None:
+    """allow_policy_risk on a profile that allows overrides bypasses BLOCK findings, so
+    the job reaches the worker's submit: its -J (jobgate finds its jobs by that name)
+    still never reaches bsub."""
+    path = lsf_profile(tmp_path, policy={"allow_overrides": True}, lsf={"job_options": ["-q"]})
+    start_worker(path, env=lsf.env())
+    spec = JobSpec(name="evil", command="true", lsf={"directives": ["-q normal -J jobgate-x"]})
+    record = gateway.submit(spec, "lsfc", allow_policy_risk=True).wait(timeout_s=TIMEOUT_S)
+    assert record.status is JobStatus.FAILED
+    assert record.backend_id is None
+    assert record.reason == "submit failed: lsf.directives: -J: jobgate sets it itself"
+    assert [f.code for f in record.findings if f.level is PolicyLevel.BLOCK] == ["job-options"]
