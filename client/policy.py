@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from jobgate.client.credentials import ENV_REF, K8S_REF_PREFIX, REDACTED, secret_var_refusal
-from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
+from jobgate.client.models import JobSpec, LsfJobOptions, PolicyFinding, PolicyLevel
 from jobgate.client.profile_schema import (
     BACKEND_KINDS,
     ClusterProfile,
@@ -32,7 +32,10 @@ from jobgate.client.scheduler_options import (
     SBATCH,
     Asked,
     OptionsError,
+    OptionTable,
+    Passed,
     directive_words,
+    env_options,
     lsf_asked,
     refusals,
     slurm_asked,
@@ -239,34 +242,59 @@ def _secret_refs(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFindi
 
 
 def _job_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
-    """A job's own scheduler options: readable, not jobgate's, allowed by the profile
+    """A job's own scheduler options, on the command line or in its env (variables the
+    scheduler reads as options): readable, not jobgate's, allowed by the profile
     (job_options), and asking no more than the policy limits."""
     r = spec.resources
+    groups: list[tuple[str, list[Passed]]]
     try:
-        if isinstance(profile, SlurmProfile) and spec.slurm and spec.slurm.extra_args:
-            field, table, allowed = "slurm.extra_args", SBATCH, profile.slurm.job_options
-            passed = SBATCH.parse(spec.slurm.extra_args)
-            asked = slurm_asked(passed, r.cpus, r.memory_mb, r.gpus)
-        elif (
-            isinstance(profile, LsfProfile)
-            and spec.lsf
-            and (spec.lsf.directives or spec.lsf.extra_args)
-        ):
-            field, table, allowed = "lsf.directives/extra_args", BSUB, profile.lsf.job_options
-            passed = BSUB.parse(directive_words(spec.lsf.directives))
-            passed += BSUB.parse(spec.lsf.extra_args)
-            asked = lsf_asked(passed, profile.lsf.lsf_units)
+        if isinstance(profile, SlurmProfile):
+            table, allowed = SBATCH, profile.slurm.job_options
+            args = spec.slurm.extra_args if spec.slurm else []
+            groups = [("slurm.extra_args", _words(SBATCH, "slurm.extra_args", args)),
+                      ("env", env_options(SBATCH, spec.env))]  # fmt: skip
+        elif isinstance(profile, LsfProfile):
+            table, allowed = BSUB, profile.lsf.job_options
+            own = spec.lsf or LsfJobOptions()
+            try:
+                words = [*directive_words(own.directives), *own.extra_args]
+            except OptionsError as e:
+                raise OptionsError(f"lsf.directives: {e}") from None
+            field = "lsf.directives/extra_args"
+            groups = [(field, _words(BSUB, field, words)), ("env", env_options(BSUB, spec.env))]
         else:
             return
     except OptionsError as e:
+        yield _finding("job-options", PolicyLevel.BLOCK, str(e))
+        return
+    passed = [p for _, group in groups for p in group]
+    if not passed:
+        return
+    refused = [
+        f"{field} {why}" for field, group in groups for why in refusals(table, group, allowed)
+    ]
+    for reason in refused:
+        yield _finding("job-options", PolicyLevel.BLOCK, reason)
+    if refused:
+        return
+    yield _finding("job-options", PolicyLevel.PASS, "the job's own scheduler options are allowed")
+    field = " and ".join(field for field, group in groups if group)
+    try:
+        if isinstance(profile, SlurmProfile):
+            asked = slurm_asked(passed, r.cpus, r.memory_mb, r.gpus)
+        else:
+            asked = lsf_asked(passed, profile.lsf.lsf_units)
+    except OptionsError as e:
         yield _finding("job-options", PolicyLevel.BLOCK, f"{field}: {e}")
         return
-    refused = refusals(table, passed, allowed)
-    for reason in refused:
-        yield _finding("job-options", PolicyLevel.BLOCK, f"{field} {reason}")
-    if not refused:
-        yield _finding("job-options", PolicyLevel.PASS, f"{field} allowed")
-        yield from _asked_limits(field, asked, profile)
+    yield from _asked_limits(field, asked, profile)
+
+
+def _words(table: OptionTable, field: str, words: list[str]) -> list[Passed]:
+    try:
+        return table.parse(words)
+    except OptionsError as e:
+        raise OptionsError(f"{field}: {e}") from None
 
 
 def _asked_limits(field: str, asked: Asked, profile: ClusterProfile) -> Iterator[PolicyFinding]:

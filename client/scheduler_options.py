@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -303,6 +303,47 @@ def owned_or_unreadable(table: OptionTable, words: Sequence[str]) -> str | None:
         return str(e)
     owned = [p.spelled for p in passed if p.option.owned]
     return f"{', '.join(owned)}: jobgate sets it itself" if owned else None
+
+
+#: sbatch's input environment variables whose option is not --<name in lower case>.
+_SBATCH_ENV = {"SBATCH_ARRAY_INX": "--array", "SBATCH_MEM_PER_NODE": "--mem",
+               "SBATCH_TIMELIMIT": "--time", "SLURM_CLUSTERS": "--clusters",
+               "SLURM_HINT": "--hint"}  # fmt: skip
+#: Variables that choose the scheduler's own configuration: never a job's to set.
+_CONFIG_ENV = ("SLURM_CONF", "LSF_ENVDIR", "LSF_BINDIR", "LSF_SERVERDIR", "LSF_LIBDIR")
+
+
+def env_options(table: OptionTable, env: Mapping[str, str]) -> list[Passed]:
+    """The options a job's `env` passes by the back door: sbatch reads SBATCH_* (and
+    SLURM_CLUSTERS, SLURM_HINT) from its environment as options, and bsub reads LSB_* and
+    LSF_* (a default queue, project, the configuration). Each SBATCH_* variable is the
+    option it stands for (spelt ``NAME (--option)``); any LSB_*/LSF_* variable, a configuration
+    variable and an SBATCH_* variable of an option jobgate does not know are OptionsError."""
+    passed = []
+    for name, value in sorted(env.items()):
+        if name in _CONFIG_ENV:
+            raise OptionsError(f"env {name} chooses the scheduler's configuration")
+        if table is BSUB and name.startswith(("LSB_", "LSF_")):
+            raise OptionsError(f"env {name}: bsub and LSF read LSB_*/LSF_* variables")
+        if table is not SBATCH or not (name.startswith("SBATCH_") or name in _SBATCH_ENV):
+            continue
+        option_name = _SBATCH_ENV.get(name) or "--" + name[7:].lower().replace("_", "-")
+        option = table.lookup(option_name)
+        if option is None:
+            raise OptionsError(f"env {name}: sbatch reads it as an option jobs may not pass")
+        flag = option.arity is Arity.FLAG
+        passed.append(Passed(option, f"{name} ({option.name})", None if flag else value))
+    return passed
+
+
+def env_refusal(table: OptionTable, env: Mapping[str, str]) -> str | None:
+    """`owned_or_unreadable` for the options a job's env passes (see `env_options`)."""
+    try:
+        passed = env_options(table, env)
+    except OptionsError as e:
+        return str(e)
+    owned = [p.spelled for p in passed if p.option.owned]
+    return f"env {', '.join(owned)}: jobgate sets it itself" if owned else None
 
 
 def directive_words(directives: Iterable[str]) -> list[str]:

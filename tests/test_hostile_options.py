@@ -4,6 +4,7 @@ allows: only what the profile lists (job_options) passes, checked like the typed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +235,48 @@ def test_the_worker_never_passes_jobgates_own_options_whatever_the_overrides(
     assert record.backend_id is None
     assert record.reason == "submit failed: lsf.directives: -J: jobgate sets it itself"
     assert [f.code for f in record.findings if f.level is PolicyLevel.BLOCK] == ["job-options"]
+
+
+@pytest.mark.parametrize(
+    ("env", "found"),
+    [
+        ({"SBATCH_JOB_NAME": "x"}, "env SBATCH_JOB_NAME (--job-name): jobgate sets it itself"),
+        ({"SBATCH_ARRAY_INX": "0-99999"}, "env SBATCH_ARRAY_INX (--array): jobgate sets it"),
+        ({"SBATCH_OPEN_MODE": "append"}, "env SBATCH_OPEN_MODE (--open-mode): jobgate sets"),
+        ({"SLURM_CONF": "/tmp/evil.conf"}, "env SLURM_CONF chooses the scheduler's configuration"),
+        ({"SBATCH_DEBUG": "1"}, "env SBATCH_DEBUG: sbatch reads it as an option jobs may not"),
+    ],
+)
+def test_options_a_jobs_env_passes_to_sbatch_that_jobgate_owns_are_refused_always(
+    env: dict[str, str], found: str, tmp_path: Path
+) -> None:
+    spec = JobSpec(name="x", command="true", env=env)
+    profile = slurm(RESOURCES)
+    assert any(found in f for f in blocks(spec, profile)), blocks(spec, profile)
+    with pytest.raises(BackendError, match=re.escape(found)):
+        sbatch_argv(profile, spec, tmp_path / "x.sbatch")
+
+
+def test_options_a_jobs_env_passes_to_sbatch_need_the_profile_and_the_limits() -> None:
+    spec = JobSpec(name="x", command="true", env={"SBATCH_TIMELIMIT": "UNLIMITED"})
+    (refused,) = blocks(spec, slurm())
+    assert refused.startswith("job-options: env SBATCH_TIMELIMIT (--time): not allowed")
+    (over,) = blocks(spec, slurm(["--time"]))
+    assert (
+        over == "walltime-over-max: env asks for unlimited s of walltime; cluster hpc allows 3600"
+    )
+    mem = JobSpec(name="x", command="true", env={"SBATCH_MEM_PER_NODE": "64G"},
+                  slurm={"extra_args": ["--nodes=1"]})  # fmt: skip
+    assert [f.split(":")[0] for f in blocks(mem, slurm(["--mem", "--nodes"]))] == [
+        "memory-over-max"
+    ]
+    assert blocks(JobSpec(name="x", command="true", env={"SBATCH_NO_REQUEUE": "1"}),
+                  slurm(["--no-requeue"])) == []  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["LSB_DEFAULTQUEUE", "LSB_DEFAULTPROJECT", "LSF_ENVDIR"])
+def test_lsf_variables_in_a_jobs_env_never_reach_bsub(name: str) -> None:
+    spec = JobSpec(name="x", command="true", env={name: "admin"})
+    assert any(f.startswith(f"job-options: env {name}") for f in blocks(spec, lsf(["-q"])))
+    with pytest.raises(BackendError, match=f"env {name}"):
+        bsub_argv(lsf(["-q"]), spec)

@@ -21,6 +21,7 @@ from jobgate.client.scheduler_options import (
     BSUB,
     OptionsError,
     directive_words,
+    env_refusal,
     owned_or_unreadable,
 )
 from jobgate.workers.backends.base import JobSubmission
@@ -129,6 +130,9 @@ def submit_argv(profile: LsfProfile, spec: JobSpec) -> list[str]:
     first, then the job's."""
     job_args = spec.lsf.extra_args if spec.lsf else []
     _refuse_owned("lsf.extra_args", job_args)
+    refused = env_refusal(BSUB, spec.env)  # bsub reads LSB_*/LSF_* variables
+    if refused:
+        raise BackendError(refused)
     return ["bsub", *profile.lsf.extra_args, *job_args]
 
 
