@@ -38,7 +38,6 @@ from jobgate.client.connection import (
     url_from_env,
 )
 from jobgate.client.coordination import Coordination
-from jobgate.client.credentials import is_sensitive_name, redact_sensitive_map
 from jobgate.client.errors import (
     BrokerUnavailableError,
     ClusterNotServedWarning,
@@ -274,9 +273,9 @@ class Gateway:
             overridable = info.profile.policy.allow_overrides
             if blocked and not (allow_policy_risk and overridable):
                 raise PolicyBlockedError(cluster, blocked, overridable=overridable)
-        secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
+        secrets = spec.secret_values()
         if secrets:
-            spec = spec.model_copy(update={"env": redact_sensitive_map(spec.env)})
+            spec = spec.redacted()
         job_id = ids.new_job_id(now_s)
         created = ids.created_at(job_id)
         record = JobRecord(

@@ -157,7 +157,7 @@ def _submission(ctx: ClusterContext, record: JobRecord, spec: JobSpec) -> JobSub
     dependencies = tuple(_dependency_ids(ctx, spec))
     # Only a job whose record holds redacted values has secrets stored to read.
     stored = ctx.store.job_secrets(record.id) if REDACTED in spec.env.values() else {}
-    runnable = with_secrets(spec, stored)
+    runnable = with_secrets(spec, stored, ctx.profile)
     return JobSubmission(record.id, runnable, record.owner, ctx.tenant, dependencies)
 
 
