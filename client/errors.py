@@ -29,6 +29,23 @@ class BrokerUnavailableError(JobgateError):
         self.cause = cause
 
 
+class PermissionDeniedError(JobgateError, PermissionError):
+    """Redis refused a command by ACL (NOPERM): the ACL user lacks the permission.
+
+    Not a BrokerUnavailableError: waiting does not help, so nothing rides it out.
+    """
+
+    def __init__(self, url: str, user: str, operation: str, refused: str) -> None:
+        super().__init__(
+            f"Redis at {url} refused {operation}: ACL user {user!r} lacks the permission "
+            f"({refused}); ask the operator for a user whose role allows it (jobgate acl)"
+        )
+        self.url = url
+        self.user = user
+        self.operation = operation
+        self.refused = refused
+
+
 class SpecInvalidError(JobgateError, ValueError):
     """A job spec, profile or argument failed validation."""
 
