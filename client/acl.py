@@ -125,7 +125,8 @@ def grant(role: Role, tenant: str, *, clusters: Sequence[str] = (), db: int = 0)
         channels = (keys.channel, results, pidbox, events_pattern)
         if not clusters:
             return Grant((*base, *_CONSUME), (f"~{prefix}*",), channels)
-        consumed = [f"~{prefix}*.reply.celery"]  # answers to its own control commands
+        # answers to its own control commands: <uuid>.reply.celery.pidbox and its priority lists
+        consumed = [f"~{prefix}*.reply.celery.pidbox*"]
         for cluster in clusters:
             for queue in (routing.queue(_cluster(cluster)), routing.poll_queue(cluster)):
                 # the queue and its priority lists (<queue>\x06\x16<n>); cluster names
@@ -142,7 +143,7 @@ def grant(role: Role, tenant: str, *, clusters: Sequence[str] = (), db: int = 0)
             (keys.channel,),
         )
     if role == "flower":
-        writable = (f"{prefix}_kombu.*", f"{prefix}*.reply.celery", f"{prefix}celeryev.*",
+        writable = (f"{prefix}_kombu.*", f"{prefix}*.reply.celery.pidbox*", f"{prefix}celeryev.*",
                     f"{prefix}unacked_mutex")  # fmt: skip
         watched = (f"{prefix}unacked", f"{prefix}unacked_index", results,
                    f"{prefix}{routing.queue('*')}")  # fmt: skip

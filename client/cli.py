@@ -458,6 +458,8 @@ def acl_user(
     Without --password-env/--password-file the password is a placeholder to replace."""
     if password_env and password_file:
         raise click.UsageError("give --password-env or --password-file, not both")
+    names = [c.strip() for c in clusters.split(",") if c.strip()] if clusters else []
+    access = acl.grant(role, connection.tenant, clusters=names, db=db)
     password: str | None = None
     if password_env:
         password = os.environ.get(password_env)
@@ -465,12 +467,14 @@ def acl_user(
             raise click.UsageError(f"environment variable {password_env} is not set")
     elif password_file:
         password = password_file.readline().rstrip("\r\n")
-    else:
-        click.echo(f"{PROG} acl: password left as {acl.PLACEHOLDER_PASSWORD}: replace it "
-                   "(or pass --password-env/--password-file)", err=True)  # fmt: skip
-    names = [c.strip() for c in clusters.split(",") if c.strip()] if clusters else []
-    access = acl.grant(role, connection.tenant, clusters=names, db=db)
-    click.echo(acl.render(user, acl.user_rules(user, access, password), form))
+    line = acl.render(user, acl.user_rules(user, access, password), form)
+    if password is None:
+        click.echo(
+            f"{PROG} acl: password left as {acl.PLACEHOLDER_PASSWORD}: replace it "
+            "(or pass --password-env/--password-file)",
+            err=True,
+        )
+    click.echo(line)
 
 
 def run() -> None:
