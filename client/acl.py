@@ -202,8 +202,9 @@ _REFUSALS = (
 )
 
 
-def refusal(error: BaseException) -> str | None:
-    """What Redis refused, if `error` (or the error it wraps) is an ACL refusal."""
+def refusal(error: BaseException) -> tuple[str, str] | None:
+    """What Redis refused and its own words, if `error` (or an error it wraps) is an ACL
+    refusal."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, redis.RedisError | OperationalError):
@@ -211,9 +212,9 @@ def refusal(error: BaseException) -> str | None:
             for pattern, say in _REFUSALS:
                 found = pattern.search(text)
                 if found:
-                    return say.format(*(g.upper() for g in found.groups()))
+                    return say.format(*(g.upper() for g in found.groups())), text
             if isinstance(seen, redis.exceptions.NoPermissionError):
-                return text or "a command"
+                return "a command", text
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -223,8 +224,8 @@ def denied(
 ) -> PermissionDeniedError | None:
     """The PermissionDeniedError for an ACL refusal of `operation`, or None if `error`
     is no refusal."""
-    refused = refusal(error)
-    if refused is None:
+    found = refusal(error)
+    if found is None:
         return None
     user = urlsplit(url.split(";", 1)[0]).username or "default"
-    return PermissionDeniedError(masked_url, user, operation, refused)
+    return PermissionDeniedError(masked_url, user, operation, *found)

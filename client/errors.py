@@ -29,18 +29,23 @@ class BrokerUnavailableError(JobgateError):
         self.cause = cause
 
 
-class PermissionDeniedError(JobgateError, PermissionError):
+class PermissionDeniedError(BrokerUnavailableError, PermissionError):
     """Redis refused a command by ACL (NOPERM): the ACL user lacks the permission.
 
-    Not a BrokerUnavailableError: waiting does not help, so nothing rides it out.
+    A BrokerUnavailableError, so that whatever must happen when Redis cannot be used
+    (a recorded job that cannot be queued is marked FAILED) happens; but never ridden
+    out as an outage: waiting does not grant a permission.
     """
 
-    def __init__(self, url: str, user: str, operation: str, refused: str) -> None:
-        super().__init__(
-            f"Redis at {url} refused {operation}: ACL user {user!r} lacks the permission "
-            f"({refused}); ask the operator for a user whose role allows it (jobgate acl)"
+    def __init__(self, url: str, user: str, operation: str, refused: str, said: str) -> None:
+        cause = f"ACL user {user!r} lacks the permission: {refused} (Redis: {said})"
+        JobgateError.__init__(
+            self,
+            f"Redis at {url} refused {operation}: {cause}; ask the operator for a user "
+            "whose role allows it (jobgate acl)",
         )
         self.url = url
+        self.cause = cause
         self.user = user
         self.operation = operation
         self.refused = refused

@@ -174,6 +174,8 @@ def test_a_viewer_lists_and_waits_but_cannot_submit_cancel_or_read_secrets(
             watched.cancel(timeout_s=10)
         with pytest.raises(PermissionDeniedError):
             list(watched.logs())
+        with pytest.raises(PermissionDeniedError):  # at once: a refusal is no outage to ride
+            list(watched.logs(follow=True, outage_s=600))
         gate.touch()
         assert watched.wait(timeout_s=TIMEOUT_S).status is JobStatus.SUCCEEDED
         assert "".join(job.logs()) == "done\n"
