@@ -318,3 +318,24 @@ def test_the_acl_command_prints_rules_with_the_password_hashed(tmp_path: Path) -
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.startswith("jobgate: --clusters applies")
+
+
+def test_the_setuser_lines_give_redis_cli_the_same_user_as_the_aclfile(
+    acl_redis: AclRedis,
+) -> None:
+    loaded = acl_redis.user(A, "worker")
+    env = {**os.environ, "WORKER_PW": loaded.password, "REDISCLI_AUTH": acl_redis.admin_password}
+    lines = subprocess.run(
+        [JOBGATE, "acl", "--tenant", A, "--role", "worker", "--user", "copy-of-worker",
+         "--password-env", "WORKER_PW", "--clusters", CLUSTER],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    done = subprocess.run(
+        ["redis-cli", "-p", str(acl_redis.server.port), "--user", "admin"],
+        input=lines, env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "OK"
+    with acl_redis.admin() as admin:
+        copy, original = admin.acl_getuser("copy-of-worker"), admin.acl_getuser(loaded.name)
+        admin.acl_deluser("copy-of-worker")
+    assert copy == original
