@@ -8,6 +8,7 @@
 from jobgate.client.clusters import ClusterInfo
 from jobgate.client.errors import (
     BackendError,
+    BrokerTlsError,
     BrokerUnavailableError,
     ClusterNotServedWarning,
     ConfigurationError,
@@ -37,6 +38,7 @@ from jobgate.client.validation import validate_job_spec
 __all__ = [
     "ArraySpec",
     "BackendError",
+    "BrokerTlsError",
     "BrokerUnavailableError",
     "ClusterInfo",
     "ClusterNotServedWarning",

@@ -17,6 +17,7 @@ from jobgate.client.connection import check_url
 from jobgate.client.errors import ConfigurationError
 from jobgate.client.keys import Keys, check_tenant
 from jobgate.client.sentinel import is_sentinel, parse_sentinel_url
+from jobgate.client.tls import split_tls
 
 VISIBILITY_TIMEOUT_ENV = "JOBGATE_VISIBILITY_TIMEOUT_S"
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600
@@ -39,12 +40,20 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
     check_url(url)
     # kombu and Celery read a sentinel URL's master name from their transport options
     through_sentinels: dict[str, Any] = {}
+    over_tls: dict[str, Any] = {}
     if is_sentinel(url):
         parsed = parse_sentinel_url(url)
-        url, through_sentinels = parsed.kombu_url, parsed.transport_options()
+        url, through_sentinels, tls = parsed.kombu_url, parsed.transport_options(), parsed.tls
+    else:
+        url, tls = split_tls(url)
+    if tls is not None:
+        # The same TLS settings for broker and result backend (and Flower, which reads
+        # broker_use_ssl): kombu alone would not verify the server (tls.py)
+        over_tls = {"broker_use_ssl": tls.options(), "redis_backend_use_ssl": tls.options()}
     return {
         "broker_url": url,
         "result_backend": url,
+        **over_tls,
         "broker_transport_options": {
             **through_sentinels,
             "global_keyprefix": prefix,
@@ -84,6 +93,10 @@ def celery_config(url: str, tenant: str) -> dict[str, Any]:
         "worker_send_task_events": False,
         "task_send_sent_event": False,
         "result_expires": RESULT_EXPIRES_S,
+        # A final record is ~1.4 KB of JSON and zlib makes it ~0.6 KB: most of what a
+        # finished job costs Redis until its result expires. Celery marks compressed
+        # results in-band (celery/backends/base.py, 5.7), so every reader decompresses them.
+        "result_compression": "zlib",
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

@@ -8,6 +8,7 @@ works on a client-only install.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -15,18 +16,33 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import yaml
 from click.core import ParameterSource
 
 from jobgate.client import acl, routing
-from jobgate.client.connection import PROFILES_ENV, TENANT_ENV, URL_ENV, check_url, mask_url
-from jobgate.client.errors import JobgateError
+from jobgate.client.connection import (
+    PROFILES_ENV,
+    TENANT_ENV,
+    URL_ENV,
+    broker_errors,
+    check_url,
+    connect,
+    mask_url,
+)
+from jobgate.client.errors import (
+    BrokerTlsError,
+    BrokerUnavailableError,
+    ConfigurationError,
+    JobgateError,
+)
 from jobgate.client.gateway import Gateway, Job, Stream
 from jobgate.client.models import JobQuery, JobRecord, JobStatus, PolicyLevel
 from jobgate.client.policy import summarize_preflight
 from jobgate.client.profiles import find_profiles, load_profile, public_profile
+from jobgate.client.sentinel import is_sentinel, parse_sentinel_url
 from jobgate.client.validation import validate_job_spec
 
 PROG = "jobgate"
@@ -143,10 +159,66 @@ def worker(
         "--without-gossip",
         *celery_args,
     ]
+    _check_tls(url)
     click.echo(
         f"jobgate worker {name}: clusters {', '.join(clusters)} at {mask_url(url)}", err=True
     )
     os.execve(sys.executable, argv, env)  # noqa: S606 - becomes the worker, by design
+
+
+# --- Flower, and the TLS check before becoming a worker or Flower -------------------------
+
+
+def _check_tls(url: str) -> None:
+    """A TLS setting that cannot work (untrusted CA, expired certificate, wrong name, no
+    client certificate) is an error now, not a reconnect loop in a daemon's log. A Redis
+    that is down is not: the worker and Flower wait for it."""
+    through_sentinels = is_sentinel(url) and parse_sentinel_url(url).tls is not None
+    if urlsplit(url).scheme != "rediss" and not through_sentinels:
+        return
+    client = connect(url)
+    try:
+        with broker_errors(url):
+            client.ping()
+    except BrokerTlsError:
+        raise
+    except BrokerUnavailableError as e:
+        click.echo(f"{PROG}: {e} (starting anyway: it retries)", err=True)
+    finally:
+        client.close()
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to serve on (Flower's own default is every interface).",
+)
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
+@pass_connection
+def flower(connection: Connection, address: str, port: int,
+           flower_args: tuple[str, ...]) -> None:  # fmt: skip
+    """Run Flower for the tenant's workers, with the workers' broker settings (key prefix,
+    TLS: JOBGATE_TLS_* or the URL's ssl_* parameters).
+
+    Extra arguments after `--` go to Flower unchanged. Give the password by
+    FLOWER_BASIC_AUTH=user:password in the environment, not as an argument (every user
+    of the host can read a command line)."""
+    url = connection.checked_url()
+    if importlib.util.find_spec("flower") is None:
+        raise ConfigurationError("Flower is not installed here: pip install 'jobgate[worker]'")
+    _check_tls(url)
+    env = {**os.environ, URL_ENV: url, TENANT_ENV: connection.tenant}
+    argv = [sys.executable, "-m", "celery", "-A", "jobgate.workers.app", "flower",
+            f"--address={address}", f"--port={port}", *flower_args]  # fmt: skip
+    where = f"tenant {connection.tenant} at {mask_url(url)}"
+    click.echo(f"jobgate flower on http://{address}:{port}: {where}", err=True)
+    os.execve(sys.executable, argv, env)  # noqa: S606 - becomes Flower, by design
+
+
+# --- end of Flower and TLS ----------------------------------------------------------------
 
 
 @main.command()

@@ -13,8 +13,14 @@ import redis
 from kombu.exceptions import OperationalError
 
 from jobgate.client import acl
-from jobgate.client.errors import BrokerUnavailableError, ConfigurationError
-from jobgate.client.sentinel import SENTINEL_FORM, SEPARATOR, is_sentinel, parse_sentinel_url
+from jobgate.client.errors import BrokerTlsError, BrokerUnavailableError, ConfigurationError
+from jobgate.client.sentinel import (
+    SENTINEL_FORM,
+    SEPARATOR,
+    is_sentinel,
+    parse_sentinel_url,
+)
+from jobgate.client.tls import HandshakeBoundSSLConnection, split_tls, tls_problem
 
 URL_ENV = "JOBGATE_URL"
 TENANT_ENV = "JOBGATE_TENANT"
@@ -57,6 +63,8 @@ def tenant_from_env() -> str:
 
 
 def check_url(url: str) -> str:
+    """`url` if it is a Redis URL jobgate can use, with TLS settings that can work
+    (the ``JOBGATE_TLS_*`` variables included); ConfigurationError saying what is wrong."""
     if is_sentinel(url):
         parse_sentinel_url(url)
     elif urlsplit(url).scheme not in ("redis", "rediss", "unix"):
@@ -64,6 +72,8 @@ def check_url(url: str) -> str:
             f"Redis URL {mask_url(url)!r} must start with redis://, rediss://, unix:// "
             f"or sentinel:// ({SENTINEL_FORM})"
         )
+    else:
+        split_tls(url)
     return url
 
 
@@ -80,14 +90,22 @@ def connect(url: str) -> redis.Redis:
     """A redis-py client for the job store; through the sentinels for a sentinel URL."""
     if is_sentinel(url):
         return parse_sentinel_url(url).connect(**_STORE_CONNECTION)
-    return redis.Redis.from_url(url, **_STORE_CONNECTION)
+    plain_url, tls = split_tls(url)
+    if tls is None:
+        return redis.Redis.from_url(url, **_STORE_CONNECTION)
+    return redis.Redis.from_url(
+        plain_url,
+        connection_class=HandshakeBoundSSLConnection,
+        **_STORE_CONNECTION,
+        **tls.options(),
+    )
 
 
 @contextmanager
 def broker_errors(url: str, operation: str = "a command") -> Iterator[None]:
     """Turn redis-py and kombu connection and authentication failures into
-    BrokerUnavailableError, and an ACL refusal (NOPERM) of `operation` into
-    PermissionDeniedError."""
+    BrokerUnavailableError (BrokerTlsError when TLS is what failed, saying how), and an
+    ACL refusal (NOPERM) of `operation` into PermissionDeniedError."""
     try:
         yield
     except (
@@ -104,7 +122,22 @@ def broker_errors(url: str, operation: str = "a command") -> Iterator[None]:
             e, redis.exceptions.ReadOnlyError
         ):
             raise
-        raise BrokerUnavailableError(mask_url(url), str(e) or type(e).__name__) from e
+        problem = tls_problem(e)
+        if problem is None and is_sentinel(url):
+            problem = parse_sentinel_url(url).tls_problem()
+        if problem:
+            raise BrokerTlsError(mask_url(url), problem) from e
+        raise BrokerUnavailableError(mask_url(url), _cause(url, e)) from e
+
+
+def _cause(url: str, error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    if urlsplit(url).scheme == "redis" and isinstance(
+        error.__cause__ or error.__context__, ConnectionResetError
+    ):
+        # a TLS-only server resets a plain-text connection at its first command
+        text += " (if the server speaks TLS only, use rediss://)"
+    return text
 
 
 class _HasUrl(Protocol):

@@ -5,16 +5,23 @@ KEY or CREDENTIAL. Words are split at non-alphanumerics and camelCase humps and
 matched whole, so ``AWS_SECRET_ACCESS_KEY`` and ``apiToken`` are sensitive while
 ``SECRETS_PATH`` and ``KEYBOARD`` are not.
 
+A job spec's `env` values of sensitive names, and of the names its `secret_names`
+lists, are kept out of the job record; any other value is stored as given.
+
 Profiles and job specs never hold a secret by value where a reference will do:
-``env:NAME`` names a variable in the worker's environment.
+``env:NAME`` names a variable in the worker's environment. A job may reference only
+the variables its cluster's profile allows (`secret_var_refusal`): the worker's
+environment also holds the worker's own secrets (its Redis URL, Flower's password,
+cloud keys), which no job may read unless the operator names them one by one.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +39,55 @@ K8S_REF_PREFIX = "k8s:"
 SECRET_REF_PREFIXES = ("env:", K8S_REF_PREFIX)
 #: The shortest value the scrubber removes from text; shorter ones would mangle it.
 MIN_SCRUB_LENGTH = 4
+
+
+#: Families of variables that belong to jobgate, Celery, Flower, Redis clients, Kubernetes
+#: and cloud SDKs (they hold the worker's own credentials): a job's secret_env may read
+#: one only when the profile names it exactly, never through a pattern.
+PROTECTED_VAR_PREFIXES = (
+    "JOBGATE_", "CELERY_", "FLOWER_", "REDIS", "KUBE", "AWS_", "BOTO_", "GOOGLE_",
+    "GCLOUD_", "CLOUDSDK_", "AZURE_", "ARM_", "OS_", "VAULT_",
+)  # fmt: skip
+#: Where a profile lists the worker variables jobs may reference.
+ALLOWED_SECRET_VARS_FIELD = "policy.allowed_secret_vars"  # noqa: S105 - a field name
+
+
+def is_protected_var(name: str) -> bool:
+    """A variable of jobgate's, a library's or a cloud SDK's own (PROTECTED_VAR_PREFIXES)."""
+    return name.upper().startswith(PROTECTED_VAR_PREFIXES)
+
+
+def secret_var_refusal(
+    name: str,
+    allowed: Iterable[str],
+    exact: Collection[str] = (),
+    protected: Collection[str] = (),
+) -> str | None:
+    """Why a job may not read worker variable `name` through ``env:NAME``, or None if it
+    may: `allowed` holds names and glob patterns (fnmatch, case-sensitive); a protected
+    name (PROTECTED_VAR_PREFIXES, or one of `protected`: the worker's own credentials a
+    profile names) must be listed exactly, in `allowed` or in `exact` (the references
+    the profile's own defaults make)."""
+    patterns = list(allowed)
+    if name in exact or name in patterns:
+        return None
+    if name in protected:
+        return (
+            f"{name} holds the worker's own storage credentials; only its exact name in "
+            f"the cluster profile's {ALLOWED_SECRET_VARS_FIELD} lets jobs read it"
+        )
+    if is_protected_var(name):
+        return (
+            f"{name} is one of the worker's own variables (jobgate's, Celery's, Flower's, "
+            "Redis's, Kubernetes' or a cloud SDK's); only its exact name in the cluster "
+            f"profile's {ALLOWED_SECRET_VARS_FIELD} lets jobs read it"
+        )
+    if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+        return None
+    return (
+        f"the cluster profile does not let jobs read worker variable {name}: add it (or a "
+        f"pattern matching it) to {ALLOWED_SECRET_VARS_FIELD}"
+    )
 
 
 def name_words(name: str) -> list[str]:

@@ -51,6 +51,12 @@ class PermissionDeniedError(BrokerUnavailableError, PermissionError):
         self.refused = refused
 
 
+class BrokerTlsError(BrokerUnavailableError):
+    """Redis could not be reached over TLS: the cause says which of an untrusted CA, an
+    expired certificate, a name mismatch, a plain-text server or a refused client
+    certificate it was."""
+
+
 class SpecInvalidError(JobgateError, ValueError):
     """A job spec, profile or argument failed validation."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import getpass
+import logging
 import os
 import re
 import time
@@ -37,7 +38,6 @@ from jobgate.client.connection import (
     url_from_env,
 )
 from jobgate.client.coordination import Coordination
-from jobgate.client.credentials import is_sensitive_name, redact_sensitive_map
 from jobgate.client.errors import (
     BrokerUnavailableError,
     ClusterNotServedWarning,
@@ -69,9 +69,11 @@ from jobgate.client.policy import blocking, evaluate_policy
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.profiles import apply_defaults
 from jobgate.client.store import JobStore
+from jobgate.client.submit_queue import SubmitQueue
 from jobgate.client.transfers import TransferProgress
 from jobgate.client.validation import SpecSource, field_problems, validate_job_spec
 
+log = logging.getLogger(__name__)
 _OWNER = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _CLUSTER = TypeAdapter(ClusterName)
 LOG_CHUNK_BYTES = routing.LOGS_MAX_BYTES
@@ -109,6 +111,7 @@ class Gateway:
         client = connect(self.url)
         self.store = JobStore(client, self.keys, self.url)
         self.coordination = Coordination(client, self.keys, self.url)
+        self.submit_queue = SubmitQueue(client, self.keys, self.url)
         self._celery: Celery | None = None
         self._served: tuple[float, dict[str, ClusterInfo]] = (-SERVED_CLUSTERS_CACHE_S, {})
 
@@ -215,7 +218,7 @@ class Gateway:
         self.store.create(record, secrets)
         if spec.inputs:
             self._stage_inputs(record, members, transfers.default_progress(progress))
-        self._queue(routing.SUBMIT, [[record.id]], cluster)
+        self._queue(record.id, cluster)
         return Job(self, record.id, cluster, record.result_id)
 
     def submit_many(
@@ -250,7 +253,7 @@ class Gateway:
         self.store.create_many(accepted)
         job_ids = [record.id for record, _ in accepted]
         batches = [job_ids[i : i + SUBMIT_BATCH] for i in range(0, len(job_ids), SUBMIT_BATCH)]
-        self._queue(routing.SUBMIT_BATCH, batches, cluster)
+        self._queue_batches(batches, cluster)
         return [Job(self, record.id, cluster, record.result_id) for record, _ in accepted]
 
     def _new_record(
@@ -270,9 +273,9 @@ class Gateway:
             overridable = info.profile.policy.allow_overrides
             if blocked and not (allow_policy_risk and overridable):
                 raise PolicyBlockedError(cluster, blocked, overridable=overridable)
-        secrets = {k: v for k, v in spec.env.items() if is_sensitive_name(k)}
+        secrets = spec.secret_values()
         if secrets:
-            spec = spec.model_copy(update={"env": redact_sensitive_map(spec.env)})
+            spec = spec.redacted()
         job_id = ids.new_job_id(now_s)
         created = ids.created_at(job_id)
         record = JobRecord(
@@ -292,19 +295,37 @@ class Gateway:
         )
         return record, secrets
 
-    def _queue(self, task: str, batches: builtins.list[builtins.list[str]], cluster: str) -> None:
-        """Send recorded jobs' submit messages: `task` SUBMIT takes one job a message,
-        SUBMIT_BATCH a batch. A message that cannot be sent has its jobs, and those of
-        every message after it, marked FAILED: never queued, never run."""
+    def _queue(self, job_id: str, cluster: str) -> None:
+        """Put a recorded job in its cluster's submit queue and, when the queue asks for a
+        drainer, send its message. A job that cannot be queued is marked FAILED: never
+        queued, never run. A drain message that cannot be sent leaves the job queued: the
+        next submit or the cluster's reconcile arms a drainer again once the slot lapses
+        (submit_queue.SLOT_TTL_MS), so raising would only invite a duplicate."""
+        try:
+            slot = self.submit_queue.enqueue(cluster, job_id)
+        except BrokerUnavailableError as e:
+            raise BrokerUnavailableError(
+                mask_url(self.url), f"{e.cause}; job {job_id} {self._abandon(job_id)}"
+            ) from e
+        if not slot:
+            return
+        try:
+            self._send(routing.DRAIN_SUBMITS, [cluster, slot], cluster)
+        except BrokerUnavailableError as e:
+            log.warning(
+                "job %s is queued, but its drain message could not be sent (%s); "
+                "a worker takes it once the drainer slot lapses",
+                job_id,
+                e.cause,
+            )
+
+    def _queue_batches(self, batches: builtins.list[builtins.list[str]], cluster: str) -> None:
+        """Send the submit_batch messages of recorded jobs. A message that cannot be sent
+        has its jobs, and those of every message after it, marked FAILED: never queued,
+        never run."""
         for sent, batch in enumerate(batches):
             try:
-                with broker_errors(self.url):
-                    self.celery.send_task(
-                        task,
-                        args=[batch[0] if task == routing.SUBMIT else batch, cluster],
-                        queue=routing.queue(cluster),
-                        ignore_result=True,  # submit tasks store none: nothing to subscribe to
-                    )
+                self._send(routing.SUBMIT_BATCH, [batch, cluster], cluster)
             except BrokerUnavailableError as e:
                 unsent = [job_id for rest in batches[sent:] for job_id in rest]
                 what = f"job {unsent[0]}" if len(unsent) == 1 else f"{len(unsent)} jobs"
@@ -313,6 +334,15 @@ class Gateway:
                 raise BrokerUnavailableError(
                     mask_url(self.url), f"{e.cause}; {what} {outcome}{queued}"
                 ) from e
+
+    def _send(self, task: str, args: builtins.list[Any], cluster: str) -> None:
+        with broker_errors(self.url):
+            self.celery.send_task(
+                task,
+                args=args,
+                queue=routing.queue(cluster),
+                ignore_result=True,  # submit tasks store none: nothing to subscribe to
+            )
 
     def _stage_inputs(
         self, record: JobRecord, members: builtins.list[bundle.Member], progress: TransferProgress

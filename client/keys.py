@@ -148,6 +148,19 @@ class Keys:
         """Set by the worker whose turn it is to send this interval's reconcile."""
         return f"{self.prefix}reconcile:{cluster}"
 
+    def submit_queue(self, cluster: str) -> str:
+        """Sorted set of a cluster's recorded jobs waiting for a worker to submit them,
+        scored by when they were queued (see submit_queue.py)."""
+        return f"{self.prefix}submit-queue:{cluster}"
+
+    def submit_claims(self, cluster: str) -> str:
+        """Sorted set of the queued jobs a worker took, scored by when its claim lapses."""
+        return f"{self.prefix}submit-claims:{cluster}"
+
+    def submit_drainer(self, cluster: str, slot: int) -> str:
+        """Set while a ``jobgate.drain_submits`` of that slot is queued or running."""
+        return f"{self.prefix}submit-drainer:{cluster}:{slot}"
+
     def submit_lock(self, job_id: str) -> str:
         return f"{self.prefix}submitting:{job_id}"
 

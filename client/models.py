@@ -21,12 +21,20 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from jobgate.client.credentials import REDACTED, is_sensitive_name
 from jobgate.client.files import InputFile, OutputGlob, OutputsReport
 from jobgate.client.ids import JOB_ID_PATTERN
+from jobgate.client.plain_data import PlainDataError, check_plain_data
 from jobgate.client.strict_model import StrictModel
 
 MAX_ARRAY_ELEMENTS = 100_000
+#: The largest array index (Slurm's MaxArraySize cannot exceed 4,000,001).
+MAX_ARRAY_INDEX = 4_000_000
+#: The error type of a value that cannot be stored (see jobgate.client.plain_data); its
+#: context holds the path below the field that failed.
+PLAIN_DATA_ERROR = "plain_data"
 
 #: An RFC 1123 label: job and cluster names, tags, run ids, namespaces. Safe in queue
 #: names, scheduler job names, Kubernetes labels and file names.
@@ -105,7 +113,9 @@ FINISHED_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CA
 ACTIVE_STATES = frozenset(JobStatus) - FINISHED_STATES
 
 
-_ARRAY_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+))?)?$")
+#: ASCII digits only: str.isdigit and \d also take other scripts' digits (Arabic-Indic 3-5).
+_ARRAY_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+)(?::([0-9]+))?)?$")
+_ARRAY_LIMIT = re.compile(r"^[0-9]+$")
 
 
 class ArraySpec(StrictModel):
@@ -116,7 +126,7 @@ class ArraySpec(StrictModel):
     """
 
     indices: list[int]
-    max_concurrent: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_ARRAY_ELEMENTS)
 
     @model_validator(mode="before")
     @classmethod
@@ -134,6 +144,8 @@ class ArraySpec(StrictModel):
             raise ValueError(f"an array may have at most {MAX_ARRAY_ELEMENTS} elements")
         if min(indices) < 0:
             raise ValueError("array indices must be >= 0")
+        if max(indices) > MAX_ARRAY_INDEX:
+            raise ValueError(f"array indices must be <= {MAX_ARRAY_INDEX}")
         return sorted(set(indices))
 
     @model_serializer
@@ -142,7 +154,8 @@ class ArraySpec(StrictModel):
 
 
 def parse_array_text(text: str) -> dict[str, Any]:
-    """Parse ``"0-4%2"``-style array text into ArraySpec fields; ValueError names the part."""
+    """Parse ``"0-4%2"``-style array text into ArraySpec fields; ValueError names the part.
+    Numbers are ASCII digits, indices at most MAX_ARRAY_INDEX, steps at least 1."""
     body, percent, limit = text.strip().partition("%")
     indices: list[int] = []
     for item in body.split(","):
@@ -152,16 +165,22 @@ def parse_array_text(text: str) -> dict[str, Any]:
                 f"array item {item!r} is not N, A-B or A-B:STEP (e.g. '0-9%2' or '1,3,5-7')"
             )
         start, end, step = match.groups()
-        first, last = int(start), int(end if end is not None else start)
+        if any(len(n) > len(str(MAX_ARRAY_INDEX)) for n in (start, end or "", step or "")):
+            raise ValueError(f"array item {item!r}: indices must be <= {MAX_ARRAY_INDEX}")
+        first, last, stride = int(start), int(end if end is not None else start), int(step or 1)
         if last < first:
             raise ValueError(f"array range {item!r} ends before it starts")
-        count = (last - first) // int(step or 1) + 1
+        if stride < 1:
+            raise ValueError(f"array range {item!r}: the step must be at least 1")
+        count = (last - first) // stride + 1
         if len(indices) + count > MAX_ARRAY_ELEMENTS:
             raise ValueError(f"an array may have at most {MAX_ARRAY_ELEMENTS} elements")
-        indices.extend(range(first, last + 1, int(step or 1)))
-    if percent and not limit.isdigit():
+        indices.extend(range(first, last + 1, stride))
+    if percent and not _ARRAY_LIMIT.match(limit):
         raise ValueError(f"array concurrency limit {limit!r} after '%' is not a number")
-    return {"indices": indices, "max_concurrent": int(limit) if limit else None}
+    if percent and len(limit) > len(str(MAX_ARRAY_ELEMENTS)):
+        raise ValueError(f"array concurrency limit after '%' must be <= {MAX_ARRAY_ELEMENTS}")
+    return {"indices": indices, "max_concurrent": int(limit) if percent else None}
 
 
 def format_array_text(indices: Iterable[int], max_concurrent: int | None) -> str:
@@ -288,9 +307,9 @@ class SlurmJobOptions(StrictModel):
 class JobSpec(StrictModel):
     """What to run. Exactly one of `command` (shell text, or an argv list) and `script`.
 
-    `env` values whose names look secret (see jobgate.client.credentials) never
-    reach the job record; `secret_env` names variables of the worker's environment
-    (``env:NAME``) to pass to the job.
+    `env` values whose names look secret (see jobgate.client.credentials), or that
+    `secret_names` marks secret, never reach the job record; `secret_env` names
+    variables of the worker's environment (``env:NAME``) to pass to the job.
     """
 
     name: Label
@@ -300,6 +319,12 @@ class JobSpec(StrictModel):
     resources: Resources = Field(default_factory=Resources)
     env: dict[EnvName, Annotated[str, AfterValidator(_no_nul)]] = Field(default_factory=dict)
     secret_env: dict[EnvName, SecretRef] = Field(default_factory=dict)
+    secret_names: list[EnvName] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Names in `env` whose values are secret whatever the name (names with "
+        "a word SECRET, TOKEN, PASSWORD, PASSWD, KEY or CREDENTIAL are secret anyway).",
+    )
     working_dir: AbsolutePath | None = None
     array: ArraySpec | None = None
     run_id: Label | None = None
@@ -325,6 +350,21 @@ class JobSpec(StrictModel):
     lsf: LsfJobOptions | None = None
     slurm: SlurmJobOptions | None = None
     kubernetes: KubernetesJobOptions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        """Every string valid Unicode, nothing nested deeper than jobgate's readers take."""
+        try:
+            check_plain_data(data)
+        except PlainDataError as e:
+            raise PydanticCustomError(PLAIN_DATA_ERROR, e.problem, {"path": e.path}) from None
+        return data
+
+    @field_validator("secret_names")
+    @classmethod
+    def _unique_secret_names(cls, names: list[str]) -> list[str]:
+        return sorted(set(names))
 
     @field_validator("command")
     @classmethod
@@ -383,7 +423,26 @@ class JobSpec(StrictModel):
                 "inputs and outputs are staged in the job's own work directory; "
                 "drop working_dir (the job starts there)"
             )
+        unknown = [n for n in self.secret_names if n not in self.env]
+        if unknown:
+            raise ValueError(
+                f"secret_names {', '.join(unknown)}: not in env (secret_names marks env "
+                "values secret; give the value in env)"
+            )
         return self
+
+    def is_secret(self, name: str) -> bool:
+        """Whether the value of env `name` is secret: by its name, or by `secret_names`."""
+        return is_sensitive_name(name) or name in self.secret_names
+
+    def secret_values(self) -> dict[str, str]:
+        """The env values that must not reach the job record (see `is_secret`)."""
+        return {k: v for k, v in self.env.items() if self.is_secret(k)}
+
+    def redacted(self) -> JobSpec:
+        """The spec as the job record keeps it: secret env values replaced by REDACTED."""
+        env = {k: REDACTED if self.is_secret(k) else v for k, v in self.env.items()}
+        return self.model_copy(update={"env": env})
 
 
 class Transition(StrictModel):

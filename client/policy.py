@@ -14,12 +14,32 @@ client did.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator
 
-from jobgate.client.credentials import K8S_REF_PREFIX, REDACTED
-from jobgate.client.models import JobSpec, PolicyFinding, PolicyLevel
-from jobgate.client.profile_schema import BACKEND_KINDS, ClusterProfile, KubernetesProfile
+from jobgate.client.credentials import ENV_REF, K8S_REF_PREFIX, REDACTED, secret_var_refusal
+from jobgate.client.models import JobSpec, LsfJobOptions, PolicyFinding, PolicyLevel
+from jobgate.client.profile_schema import (
+    BACKEND_KINDS,
+    ClusterProfile,
+    KubernetesProfile,
+    LsfProfile,
+    SlurmProfile,
+)
+from jobgate.client.scheduler_options import (
+    BSUB,
+    SBATCH,
+    Asked,
+    OptionsError,
+    OptionTable,
+    Passed,
+    directive_words,
+    env_options,
+    lsf_asked,
+    refusals,
+    slurm_asked,
+)
 
 Check = Callable[[JobSpec, ClusterProfile], Iterator[PolicyFinding]]
 
@@ -188,6 +208,118 @@ def _other_backend_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[P
             )
 
 
+def secret_ref_refusals(spec: JobSpec, profile: ClusterProfile) -> dict[str, str]:
+    """The spec's `secret_env` names whose ``env:NAME`` reference the profile does not
+    allow (policy.allowed_secret_vars, or a reference of the profile's own defaults),
+    with why. The variables of the profile's storage credentials, like the worker's own
+    families, need their exact name. The worker refuses these whatever the findings say."""
+    own = {m.group(1) for v in profile.defaults.env.values() if (m := ENV_REF.match(v))}
+    credentials = profile.storage.credentials if profile.storage else None
+    storage_refs = [credentials.access_key_id, credentials.secret_access_key,
+                    credentials.session_token] if credentials else []  # fmt: skip
+    protected = {m.group(1) for ref in storage_refs if ref and (m := ENV_REF.match(ref))}
+    refused = {}
+    for name, ref in sorted(spec.secret_env.items()):
+        match = ENV_REF.match(ref)
+        if match is None:
+            continue  # a k8s: reference, resolved by the cluster in the job's namespace
+        allowed = profile.policy.allowed_secret_vars
+        why = secret_var_refusal(match.group(1), allowed, own, protected)
+        if why is not None:
+            refused[name] = f"secret_env {name} ({ref}): {why}"
+    return refused
+
+
+def _secret_refs(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    refs = [n for n, r in spec.secret_env.items() if ENV_REF.match(r)]
+    if not refs:
+        return
+    refused = secret_ref_refusals(spec, profile)
+    for reason in refused.values():
+        yield _finding("secret-env-not-allowed", PolicyLevel.BLOCK, reason)
+    if not refused:
+        yield _finding("secret-env-not-allowed", PolicyLevel.PASS, "secret_env references allowed")
+
+
+def _job_options(spec: JobSpec, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    """A job's own scheduler options, on the command line or in its env (variables the
+    scheduler reads as options): readable, not jobgate's, allowed by the profile
+    (job_options), and asking no more than the policy limits."""
+    r = spec.resources
+    groups: list[tuple[str, list[Passed]]]
+    try:
+        if isinstance(profile, SlurmProfile):
+            table, allowed = SBATCH, profile.slurm.job_options
+            args = spec.slurm.extra_args if spec.slurm else []
+            groups = [("slurm.extra_args", _words(SBATCH, "slurm.extra_args", args)),
+                      ("env", env_options(SBATCH, spec.env))]  # fmt: skip
+        elif isinstance(profile, LsfProfile):
+            table, allowed = BSUB, profile.lsf.job_options
+            own = spec.lsf or LsfJobOptions()
+            try:
+                words = [*directive_words(own.directives), *own.extra_args]
+            except OptionsError as e:
+                raise OptionsError(f"lsf.directives: {e}") from None
+            field = "lsf.directives/extra_args"
+            groups = [(field, _words(BSUB, field, words)), ("env", env_options(BSUB, spec.env))]
+        else:
+            return
+    except OptionsError as e:
+        yield _finding("job-options", PolicyLevel.BLOCK, str(e))
+        return
+    passed = [p for _, group in groups for p in group]
+    if not passed:
+        return
+    refused = [
+        f"{field} {why}" for field, group in groups for why in refusals(table, group, allowed)
+    ]
+    for reason in refused:
+        yield _finding("job-options", PolicyLevel.BLOCK, reason)
+    if refused:
+        return
+    yield _finding("job-options", PolicyLevel.PASS, "the job's own scheduler options are allowed")
+    field = " and ".join(field for field, group in groups if group)
+    try:
+        if isinstance(profile, SlurmProfile):
+            asked = slurm_asked(passed, r.cpus, r.memory_mb, r.gpus)
+        else:
+            asked = lsf_asked(passed, profile.lsf.lsf_units)
+    except OptionsError as e:
+        yield _finding("job-options", PolicyLevel.BLOCK, f"{field}: {e}")
+        return
+    yield from _asked_limits(field, asked, profile)
+
+
+def _words(table: OptionTable, field: str, words: list[str]) -> list[Passed]:
+    try:
+        return table.parse(words)
+    except OptionsError as e:
+        raise OptionsError(f"{field}: {e}") from None
+
+
+def _asked_limits(field: str, asked: Asked, profile: ClusterProfile) -> Iterator[PolicyFinding]:
+    p = profile.policy
+    for what, value, limit, unit in (
+        ("cpus", asked.cpus, p.max_cpus, "cpus"),
+        ("memory", asked.memory_mb, p.max_memory_mb, "MB of memory"),
+        ("gpus", asked.gpus, p.max_gpus, "gpus"),
+        ("walltime", asked.walltime_s, p.max_walltime_s, "s of walltime"),
+    ):
+        if limit is None or value is None:
+            continue
+        shown = "unlimited" if math.isinf(value) else f"{value:g}"
+        if value > limit:
+            yield _finding(
+                f"{what}-over-max",
+                PolicyLevel.BLOCK,
+                f"{field} asks for {shown} {unit}; cluster {profile.name} allows {limit}",
+            )
+        else:
+            yield _finding(
+                f"{what}-over-max", PolicyLevel.PASS, f"{field}: {shown} {unit} within {limit}"
+            )
+
+
 #: Backends that turn depends_on into scheduler dependencies.
 DEPENDENCY_BACKENDS = frozenset({"slurm", "lsf"})
 
@@ -222,7 +354,7 @@ def _kubernetes_limits(spec: JobSpec, profile: ClusterProfile) -> Iterator[Polic
                 "Kubernetes clusters; use env:NAME",
             )
         return
-    values = [n for n, v in spec.env.items() if v == REDACTED]
+    values = [n for n, v in spec.env.items() if v == REDACTED or spec.is_secret(n)]
     values += [n for n, r in spec.secret_env.items() if not r.startswith(K8S_REF_PREFIX)]
     if values:
         yield _finding(
@@ -263,6 +395,8 @@ CHECKS: tuple[Check, ...] = (
     _lsf_array_indices,
     _kubernetes_limits,
     _staging,
+    _secret_refs,
+    _job_options,
 )
 
 

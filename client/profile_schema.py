@@ -32,6 +32,7 @@ from jobgate.client.models import (
     Toleration,
     Volume,
 )
+from jobgate.client.scheduler_options import BSUB, SBATCH, check_allowed_names
 from jobgate.client.strict_model import StrictModel
 
 BackendKind = Literal["local", "slurm", "lsf", "kubernetes"]
@@ -40,6 +41,8 @@ BACKEND_KINDS: tuple[BackendKind, ...] = ("local", "slurm", "lsf", "kubernetes")
 UNKNOWN_BACKEND = "unknown_backend"
 _TEMPLATE_FIELDS = re.compile(r"{([^{}]*)}")
 PathTemplate = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: A name or glob pattern of worker variables (see Policy.allowed_secret_vars).
+SecretVarPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_*?\[\]!-]{1,128}$")]
 #: A directory for job files: no whitespace or '%' (scheduler output patterns use them).
 WorkDir = Annotated[str, StringConstraints(pattern=r"^[^\s%]+$", max_length=1024)]
 
@@ -95,6 +98,14 @@ class SlurmSettings(SchedulerCommandSettings):
     extra_args: list[OneLine] = Field(
         default_factory=list, description="Extra sbatch arguments, before the job's own."
     )
+    job_options: list[OneLine] = Field(
+        default_factory=list,
+        description="sbatch options jobs may pass in slurm.extra_args (either spelling: "
+        "--cpus-per-task or -c); empty: none. Options jobgate sets itself (--job-name, "
+        "--output, --error, --array, --chdir, --dependency, --parsable, --export, ...) "
+        "can never be listed; resource options are checked against the policy limits. "
+        "See docs/policy.md.",
+    )
     work_dir: WorkDir = Field(
         default="~/.local/state/jobgate/slurm",
         description="Job scripts, output and exit records; must be visible from compute nodes.",
@@ -122,6 +133,11 @@ class SlurmSettings(SchedulerCommandSettings):
         description="slurmrestd's unix socket, served with rest_auth/local (jobs are "
         "submitted as the user the worker runs as); required with submit_via slurmrestd.",
     )
+
+    @field_validator("job_options")
+    @classmethod
+    def _known_options(cls, names: list[str]) -> list[str]:
+        return check_allowed_names(SBATCH, names)
 
     @model_validator(mode="after")
     def _rest_socket_given(self) -> Self:
@@ -159,12 +175,24 @@ class LsfSettings(SchedulerCommandSettings):
     extra_args: list[OneLine] = Field(
         default_factory=list, description="Extra bsub arguments, before the job's own."
     )
+    job_options: list[OneLine] = Field(
+        default_factory=list,
+        description="bsub options jobs may pass in lsf.directives and lsf.extra_args (e.g. "
+        "-n, -W, -q); empty: none. Options jobgate sets itself (-J, -o, -e, -cwd, -env, -w, "
+        "-L, ...) can never be listed; resource options are checked against the policy "
+        "limits. See docs/policy.md.",
+    )
     login_shell: OneLine | None = Field(default=None, description="bsub -L: the login shell.")
     env_mode: Literal["all", "none"] = Field(
         default="all",
         description="bsub -env: the worker's whole environment, or (none) only the job's own "
         "variables and jobgate's, by name.",
     )
+
+    @field_validator("job_options")
+    @classmethod
+    def _known_options(cls, names: list[str]) -> list[str]:
+        return check_allowed_names(BSUB, names)
 
     @field_validator("extra_directives")
     @classmethod
@@ -345,6 +373,14 @@ class Policy(StrictModel):
     )
     allow_overrides: bool = Field(
         default=False, description="Whether allow_policy_risk=True may bypass BLOCK findings."
+    )
+    allowed_secret_vars: list[SecretVarPattern] = Field(
+        default_factory=list,
+        description="Worker environment variables jobs' secret_env may read (env:NAME): "
+        "names or glob patterns (*, ?, [...]); empty: none (the profile's own defaults.env "
+        "references are always allowed). Variables of jobgate (JOBGATE_*), Celery, Flower, "
+        "Redis clients, Kubernetes and cloud SDKs (AWS_*, GOOGLE_*, AZURE_*, ...) are "
+        "allowed only by their exact name, never by a pattern.",
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 from jobgate.client.credentials import SECRET_REF_PREFIXES, redact_sensitive_map
 from jobgate.client.errors import ProfileNotFoundError, SpecInvalidError
 from jobgate.client.models import JobSpec
+from jobgate.client.plain_data import PlainDataError, check_plain_data, load_yaml
 from jobgate.client.profile_schema import (
     BACKEND_KINDS,
     UNKNOWN_BACKEND,
@@ -90,16 +92,18 @@ def find_profiles() -> dict[str, ProfileSource]:
 
 
 def load_profile(name_or_path: str) -> ClusterProfile:
-    """Load a profile by name or by path to a YAML file."""
+    """Load a profile by name or by path to a YAML file. Raises only ProfileNotFoundError
+    (no such profile, an unreadable file) and SpecInvalidError (anything wrong with its
+    content, naming the field: not UTF-8, bad YAML, too deep, invalid values)."""
     if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise ProfileNotFoundError(f"profile file {path} does not exist")
-        return parse_profile(path.read_text(encoding="utf-8"), source=str(path))
+        return parse_profile(_read(str(path), lambda: path.read_text("utf-8")), source=str(path))
     known = find_profiles()
     if name_or_path in known:
         source = known[name_or_path]
-        return parse_profile(source.read(), source=source.describe())
+        return parse_profile(_read(source.describe(), source.read), source=source.describe())
     close = difflib.get_close_matches(name_or_path, list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else "."
     raise ProfileNotFoundError(
@@ -109,10 +113,26 @@ def load_profile(name_or_path: str) -> ClusterProfile:
     )
 
 
+def _read(source: str, read: Callable[[], str]) -> str:
+    """A profile file's text; SpecInvalidError if it is not UTF-8, ProfileNotFoundError if
+    it cannot be read."""
+    try:
+        return read()
+    except UnicodeDecodeError as e:
+        raise SpecInvalidError(
+            f"{source}: not UTF-8 text (byte {e.start}): save the profile as UTF-8"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise ProfileNotFoundError(f"profile {source} cannot be read: {e}") from None
+
+
 def parse_profile(text: str, *, source: str) -> ClusterProfile:
     """Parse profile YAML; errors name the source and the line or the field."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+        check_plain_data(data)
+    except PlainDataError as e:
+        raise SpecInvalidError(f"{source}: invalid profile: {e}") from None
     except yaml.YAMLError as e:
         raise SpecInvalidError(f"{source}: not valid YAML: {describe_yaml_error(e)}") from e
     if not isinstance(data, dict):

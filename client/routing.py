@@ -4,6 +4,7 @@ from __future__ import annotations
 
 SUBMIT = "jobgate.submit"
 SUBMIT_BATCH = "jobgate.submit_batch"
+DRAIN_SUBMITS = "jobgate.drain_submits"
 POLL = "jobgate.poll"
 MONITOR = "jobgate.monitor"
 CANCEL = "jobgate.cancel"

@@ -7,6 +7,12 @@ the database number are read from the first address (they are the master's, not 
 sentinels'). kombu and Celery take the master's name as a transport option, not from the
 URL; jobgate's one URL (``--url``, ``JOBGATE_URL``) carries it as ``?master_name=`` after
 the last address, and hands kombu and Celery the URL without it plus the option.
+
+Over TLS: the ``ssl_*`` parameters of rediss:// URLs (tls.py) go there too, after the
+last address; they, or any ``JOBGATE_TLS_*`` variable, make jobgate reach the sentinels
+and the master over TLS with the same settings (the sentinels' TLS port, and
+``tls-replication yes`` so they reach the servers over TLS too). ``ssl_cert_reqs=required``
+alone asks for TLS verified against the system's CAs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from jobgate.client.errors import ConfigurationError
+from jobgate.client.tls import TlsSettings, requested, tls_problem, tls_settings
 
 SCHEME = "sentinel"
 SEPARATOR = ";"
@@ -43,22 +50,46 @@ class SentinelUrl:
     db: int
     username: str | None
     password: str | None
+    #: how to reach the sentinels and the master over TLS; None: in plain text
+    tls: TlsSettings | None = None
+
+    def _sentinel_kwargs(self) -> dict[str, Any]:
+        over_tls = {"ssl": True, **self.tls.options()} if self.tls else {}
+        return {**_SENTINEL_CONNECTION, **over_tls}
 
     def transport_options(self) -> dict[str, Any]:
         """kombu's and Celery's transport options for reaching the master."""
-        return {"master_name": self.master_name, "sentinel_kwargs": dict(_SENTINEL_CONNECTION)}
+        return {"master_name": self.master_name, "sentinel_kwargs": self._sentinel_kwargs()}
+
+    def tls_problem(self) -> str | None:
+        """What keeps TLS to the sentinels from working, asked of each in turn (redis-py's
+        "No master found" keeps no cause); None when it is not TLS or they answer."""
+        if self.tls is None:
+            return None
+        for host, port in self.sentinels:
+            client = redis.Redis(host=host, port=port, **self._sentinel_kwargs())
+            try:
+                client.ping()
+            except redis.RedisError as e:
+                if problem := tls_problem(e):
+                    return problem
+            finally:
+                client.close()
+        return None
 
     def connect(self, **connection: Any) -> redis.Redis:
         """A redis-py client for the current master; it asks the sentinels again on
         each new connection, so after a failover it reaches the promoted replica."""
         # redis.sentinel has no type hints
-        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=dict(_SENTINEL_CONNECTION))  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs())  # type: ignore[no-untyped-call]
+        over_tls = {"ssl": True, **self.tls.options()} if self.tls else {}
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             self.master_name,
             db=self.db,
             username=self.username,
             password=self.password,
             **connection,
+            **over_tls,
         )
         return client
 
@@ -99,8 +130,9 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     ]
     query = parse_qs(addresses[-1].query, keep_blank_values=True)
     names = query.pop("master_name", [])
+    given = {k: query.pop(k)[-1] for k in sorted(query) if k.startswith("ssl_")}
     if query:
-        raise _bad(url, f"unknown parameter {sorted(query)[0]!r} (only master_name is read)")
+        raise _bad(url, f"unknown parameter {sorted(query)[0]!r} (master_name and ssl_* are read)")
     if not names or not names[0]:
         raise _bad(url, "the master's name is missing (add ?master_name=NAME, the name "
                         "the sentinels monitor it by)")  # fmt: skip
@@ -117,4 +149,5 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         db=int(db_text),
         username=first.username or None,
         password=first.password,
+        tls=tls_settings(given) if requested(given) else None,
     )

@@ -500,14 +500,16 @@ class JobStore:
         self.redis.zrem(self.keys.finalize_pending, job_id)
 
     @guarded
-    def retire(self, job_id: str) -> None:
-        """`mark_finalized`, and delete what only an unsettled job needs: its secret env
-        values and its event stream (whoever waited woke on the event that settled it;
-        `read_events` answers from the history after this)."""
+    def retire(self, job_ids: Sequence[str]) -> None:
+        """`mark_finalized` for these jobs, and delete what only an unsettled job needs:
+        its secret env values and its event stream (whoever waited woke on the event that
+        settled it; `read_events` answers from the history after this). One round trip."""
+        if not job_ids:
+            return
         k = self.keys
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(k.secrets(job_id), k.events(job_id))
-        pipe.zrem(k.finalize_pending, job_id)
+        pipe.delete(*(key for job_id in job_ids for key in (k.secrets(job_id), k.events(job_id))))
+        pipe.zrem(k.finalize_pending, *job_ids)
         pipe.execute()
 
     @guarded

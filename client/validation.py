@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from pydantic import ValidationError
 
 from jobgate.client.credentials import MASK, is_sensitive_name
 from jobgate.client.errors import SpecInvalidError
-from jobgate.client.models import JobSpec
+from jobgate.client.models import PLAIN_DATA_ERROR, JobSpec
+from jobgate.client.plain_data import PlainDataError, load_yaml
 
 SpecSource = JobSpec | Mapping[str, Any] | str | bytes | os.PathLike[str]
 _SECRET_FIELDS = frozenset({"secret_env"})
@@ -24,7 +25,8 @@ _VALUE_CHARS = 60
 
 
 def validate_job_spec(payload: SpecSource) -> JobSpec:
-    """A validated JobSpec, or SpecInvalidError listing every problem."""
+    """A validated JobSpec, or SpecInvalidError listing every problem (whatever the input:
+    no other exception escapes, see tests/test_hostile_fuzz.py)."""
     if isinstance(payload, JobSpec):
         return payload
     data, source = _load(payload)
@@ -33,7 +35,9 @@ def validate_job_spec(payload: SpecSource) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecInvalidError(format_spec_errors(e, source)) from None
+        secret = data.get("secret_names")
+        marked = {n for n in secret if isinstance(n, str)} if isinstance(secret, list) else set()
+        raise SpecInvalidError(format_spec_errors(e, source, marked)) from None
 
 
 def _load(payload: SpecSource) -> tuple[Any, str]:
@@ -52,7 +56,7 @@ def _load(payload: SpecSource) -> tuple[Any, str]:
         path = Path(payload)
         try:
             return _parse(path.read_text(encoding="utf-8"), str(path)), str(path)
-        except (OSError, UnicodeDecodeError) as e:
+        except (OSError, ValueError) as e:  # ValueError: not UTF-8, a NUL in the path
             raise SpecInvalidError(f"Invalid job spec:\n  {path}: cannot read: {e}") from None
     if isinstance(payload, str):
         return _parse(payload, "(spec)"), "(spec)"
@@ -65,10 +69,14 @@ def _load(payload: SpecSource) -> tuple[Any, str]:
 def _parse(text: str, source: str) -> Any:
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SpecInvalidError(f"Invalid job spec:\n  {source}: nests too deeply") from None
     except ValueError:
         pass
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
+    except PlainDataError as e:
+        raise SpecInvalidError(f"Invalid job spec:\n  {source}: {e.problem}") from None
     except yaml.YAMLError as e:
         raise SpecInvalidError(f"Invalid job spec:\n  {source}: {describe_yaml_error(e)}") from None
 
@@ -83,13 +91,22 @@ def describe_yaml_error(error: yaml.YAMLError) -> str:
     return "; ".join(parts) or f"not valid YAML or JSON: {error}"
 
 
-def format_spec_errors(error: ValidationError, source: str = "(spec)") -> str:
-    """One line per problem: dotted path, message, the offending value (masked if secret)."""
+def format_spec_errors(
+    error: ValidationError, source: str = "(spec)", secret_names: Collection[str] = ()
+) -> str:
+    """One line per problem: dotted path, message, the offending value (masked if secret:
+    a sensitive name, or a name the spec lists in `secret_names`)."""
     lines = []
     for err in error.errors(include_url=False):
         loc = [str(part) for part in err["loc"]]
+        if err["type"] == PLAIN_DATA_ERROR:  # the problem is at a path of its own
+            loc = [*loc, *str(err.get("ctx", {}).get("path", "")).split(".")]
+            lines.append(f"  {'.'.join(p for p in loc if p) or source}: {err['msg']}")
+            continue
         path = ".".join(loc) or source
-        value = "" if err["type"] == "missing" else f" (got {_shown(loc, err.get('input'))})"
+        hidden = loc[:1] == ["env"] and bool(set(loc[1:2]) & set(secret_names))
+        shown = MASK if hidden else _shown(loc, err.get("input"))
+        value = "" if err["type"] == "missing" else f" (got {shown})"
         lines.append(f"  {path}: {err['msg']}{value}")
     return "Invalid job spec:\n" + "\n".join(lines)
 

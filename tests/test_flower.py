@@ -38,13 +38,13 @@ def test_flower_shows_tasks_with_ids_only(
 
         def seen() -> dict[str, dict[str, Any]] | None:
             by_name = {t["name"]: t for t in _tasks(flower).values()}
-            wanted = {routing.SUBMIT, routing.POLL, routing.LOGS}
+            wanted = {routing.DRAIN_SUBMITS, routing.POLL, routing.LOGS}
             done = wanted <= by_name.keys() and by_name[routing.LOGS]["state"] == "SUCCESS"
             return by_name if done else None
 
-        tasks = wait_for(seen, what="Flower to show submit, poll and logs tasks")
-        assert tasks[routing.SUBMIT]["args"] == repr([job.id, "local"])
-        assert tasks[routing.SUBMIT]["state"] == "SUCCESS"
+        tasks = wait_for(seen, what="Flower to show drain, poll and logs tasks")
+        assert tasks[routing.DRAIN_SUBMITS]["args"] == repr(["local", 1])  # the drainer's slot
+        assert tasks[routing.DRAIN_SUBMITS]["state"] == "SUCCESS"
         shown = json.dumps(list(_tasks(flower).values()))
         assert "private-output" not in shown
         assert "s3cr3t" not in shown

@@ -8,9 +8,11 @@ creates, so no test depends on how fast anything is.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import redis
 from celery.result import AsyncResult
 
 from jobgate.client import Gateway, JobSpec, JobStatus, routing
@@ -71,6 +73,23 @@ def test_every_redis_key_is_under_the_jobgate_prefix(
     assert any(k.startswith(f"jobgate:{gateway.tenant}:_kombu.binding.") for k in keys)
     assert any(k.startswith(f"jobgate:{gateway.tenant}:celery-task-meta-") for k in keys)
     assert [k for k in keys if not k.startswith("jobgate:")] == []
+
+
+def test_a_final_result_is_stored_compressed_and_reads_back_as_the_record(
+    gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
+) -> None:
+    """zlib makes a final record's ~1.4 KB of JSON ~0.6 KB until its result expires."""
+    start_worker(make_profile())
+    job = gateway.submit(JobSpec(name="small", command="true"), cluster="local")
+    record = job.wait(timeout_s=TIMEOUT_S)
+    result = AsyncResult(job.result_id, app=gateway.celery).get(timeout=TIMEOUT_S)
+    assert result == record.model_dump(mode="json")
+    raw = redis.Redis.from_url(gateway.url)  # bytes: the stored value is not text
+    stored = raw.get(f"jobgate:{gateway.tenant}:celery-task-meta-{job.result_id}")
+    raw.close()
+    assert stored is not None
+    assert stored.startswith(b"\x00celery-compressed\x00")
+    assert len(stored) < len(json.dumps(result))
 
 
 def test_working_dir_and_environment(

@@ -26,7 +26,8 @@ def test_a_secret_reaches_the_job_and_nothing_else(
         tmp_path / "flower", gateway.url, tenant=gateway.tenant, basic_auth="ops:pw"
     ).start()
     try:
-        worker = start_worker(make_profile(), env={"LAB_DB_PASSWORD": PASSWORD})
+        allowed = {"allowed_secret_vars": ["LAB_DB_*"]}
+        worker = start_worker(make_profile(policy=allowed), env={"LAB_DB_PASSWORD": PASSWORD})
         wait_for_task_events(worker)
         seen = tmp_path / "seen"
         spec = JobSpec(
@@ -75,7 +76,7 @@ def test_a_secret_reaches_the_job_and_nothing_else(
 def test_a_missing_secret_reference_fails_the_job_clearly(
     gateway: Gateway, make_profile: ProfileFactory, start_worker: WorkerFactory
 ) -> None:
-    start_worker(make_profile())
+    start_worker(make_profile(policy={"allowed_secret_vars": ["JOBGATE_TEST_UNSET_VAR"]}))
     job = gateway.submit(
         JobSpec(name="nosecret", command="true", secret_env={"X": "env:JOBGATE_TEST_UNSET_VAR"}),
         "local",

@@ -136,7 +136,7 @@ def test_a_retired_job_answers_events_from_its_history_and_a_late_report_adds_no
     move(store, job, JobStatus.RUNNING, backend_id="b")
     move(store, job, JobStatus.FAILED, exit_code=2, reason="exit code 2")
     streamed = store.read_events(job, "0", block_ms=1000)
-    store.retire(job)
+    store.retire([job])
     assert not store.redis.exists(store.keys.events(job), store.keys.secrets(job))
     assert job not in store.pending_finalization()
 

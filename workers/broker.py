@@ -1,4 +1,4 @@
-"""The Redis transport workers consume with: kombu's own, with one fix.
+"""The Redis transport workers consume with: kombu's own, with fixes.
 
 With kombu 5.7.0 and Celery 5.7.0 a worker exits ("Unrecoverable error:
 AttributeError('NoneType' object has no attribute 'hostname')") when Redis goes away
@@ -25,6 +25,9 @@ error: JSONDecodeError"), since kombu parses it in the event loop; so did a broa
 and dropped, as kombu already does for a broadcast that is not JSON; a message in a
 good envelope whose body is poison is Celery's to reject. Reproduced by
 tests/faults/test_poison_messages.py.
+
+Over TLS, the handshake is bounded by the connect timeout rather than the read timeout
+(client/tls.py): a plain-text server never answers one.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from typing import Any
 import kombu.transport
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Message
+
+from jobgate.client.tls import HandshakeBoundSSLConnection
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,9 @@ class _SturdyChannel:
 
 
 class Channel(_SturdyChannel, kombu_redis.Channel):
-    pass
+    #: over TLS, a server that does not answer the handshake is given up on within the
+    #: connect timeout, not the read timeout
+    connection_class_ssl = HandshakeBoundSSLConnection
 
 
 class SentinelChannel(_SturdyChannel, kombu_redis.SentinelChannel):

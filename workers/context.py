@@ -4,11 +4,12 @@ A task about a cluster needs the same few things: the job store and the coordina
 keys in Redis, the Celery app (to send the next task), the cluster's backend, its
 profile and its S3 storage. `ClusterContext` holds them once, with the operations
 every caller repeats: record what was seen (with the profile's retention), finalize a
-job that finished, send a task to the cluster's queues.
+job that finished, send a task to the cluster's queues, take queued submits.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from jobgate.client.coordination import Coordination
 from jobgate.client.models import JobRecord, StatusUpdate, TransitionOutcome
 from jobgate.client.profile_schema import ClusterProfile
 from jobgate.client.store import JobStore
+from jobgate.client.submit_queue import SubmitQueue
 from jobgate.workers import finalize
 from jobgate.workers.backends.base import Backend
 from jobgate.workers.staging.s3 import JobStorage
@@ -44,6 +46,11 @@ class ClusterContext:
     @property
     def tenant(self) -> str:
         return self.store.keys.tenant
+
+    @functools.cached_property
+    def submit_queue(self) -> SubmitQueue:
+        """The queue of recorded jobs waiting for a drainer (client/submit_queue.py)."""
+        return SubmitQueue(self.store.redis, self.store.keys, self.store.url)
 
     def record(
         self, updates: Sequence[StatusUpdate], *, observed_at: float | None = None

@@ -5,7 +5,8 @@ adopts jobs that reached the scheduler but whose record missed the backend id (a
 worker died between submitting and recording), re-sends the submit of jobs that
 stayed NEW too long (a lost message), stores final results a dead worker did not
 store, uploads again the outputs whose upload failed, removes work directories past
-their retention, and purges finished records past their retention.
+their retention, purges finished records past their retention, and arms a drainer for
+jobs left in the submit queue (their drain message lost, or its worker dead).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class ReconcileReport:
     purged: int
     outputs_kept: int
     work_dirs_removed: int
+    drainer_armed: bool
 
 
 def reconcile(ctx: ClusterContext) -> ReconcileReport:
@@ -41,10 +43,15 @@ def reconcile(ctx: ClusterContext) -> ReconcileReport:
     outputs_kept = retry_outputs(ctx)
     removed = remove_work_dirs(ctx)
     adopted, resent = _settle_new_jobs(ctx, now)
+    slot = ctx.submit_queue.enqueue(ctx.name)
+    if slot:
+        ctx.send(routing.DRAIN_SUBMITS, ctx.name, slot)
     chain_started = bool(ctx.store.active(ctx.name)) and start_chain(ctx)
     if chain_started:
         log.warning("cluster %s had active jobs and no polling chain; started one", ctx.name)
-    return ReconcileReport(chain_started, adopted, resent, finalized, purged, outputs_kept, removed)
+    return ReconcileReport(
+        chain_started, adopted, resent, finalized, purged, outputs_kept, removed, bool(slot)
+    )
 
 
 def _settle_new_jobs(ctx: ClusterContext, now: float) -> tuple[int, int]:

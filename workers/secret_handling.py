@@ -24,6 +24,8 @@ from jobgate.client.credentials import (
 )
 from jobgate.client.errors import BackendError, ConfigurationError
 from jobgate.client.models import JobSpec
+from jobgate.client.policy import secret_ref_refusals
+from jobgate.client.profile_schema import ClusterProfile
 
 SCRUBBER = SecretScrubber()
 
@@ -42,9 +44,14 @@ def install_log_scrubbing() -> None:
     signals.after_setup_task_logger.connect(_add_filter, weak=False)
 
 
-def with_secrets(spec: JobSpec, secrets: Mapping[str, str]) -> JobSpec:
+def with_secrets(spec: JobSpec, secrets: Mapping[str, str], profile: ClusterProfile) -> JobSpec:
     """The spec to run: redacted env values filled from the job's secrets, and `secret_env`
-    references resolved from this worker's environment. Every value joins the scrubber."""
+    references resolved from this worker's environment, only as far as the profile allows
+    (a refused reference is a BackendError, whatever the policy findings and overrides).
+    Every value joins the scrubber."""
+    refused = secret_ref_refusals(spec, profile)
+    if refused:
+        raise BackendError("; ".join(refused.values()))
     env = dict(spec.env)
     for name, value in spec.env.items():
         if value == REDACTED:

@@ -126,15 +126,17 @@ def submit_job(ctx: ClusterContext, job_id: str) -> SubmitOutcome:
                     log.warning("job %s: %s", job_id, e)
                     return SubmitOutcome.INPUTS_FAILED
         pending = Observation(JobStatus.PENDING, reason="found on the cluster" if adopted else None)
+        now = store.now()  # one read of Redis's clock for the transition and the change mark
         (outcome,) = ctx.record(
-            [StatusUpdate(job_id, pending, backend_id=backend_id, only_from=JobStatus.NEW)]
+            [StatusUpdate(job_id, pending, backend_id=backend_id, only_from=JobStatus.NEW)],
+            observed_at=now,
         )
     if outcome.outcome is TransitionResult.FINISHED:
         # Cancelled while we were submitting: the job must not run.
         ctx.backend.cancel({job_id: backend_id})
         log.info("job %s was cancelled during submission; cancelled %s", job_id, backend_id)
         return SubmitOutcome.CANCELLED
-    store.mark_change(ctx.name, store.now())
+    store.mark_change(ctx.name, now)
     start_chain(ctx)
     log.info("job %s submitted to %s as %s", job_id, ctx.name, backend_id)
     return SubmitOutcome.ADOPTED if adopted else SubmitOutcome.SUBMITTED
@@ -155,7 +157,7 @@ def _submission(ctx: ClusterContext, record: JobRecord, spec: JobSpec) -> JobSub
     dependencies = tuple(_dependency_ids(ctx, spec))
     # Only a job whose record holds redacted values has secrets stored to read.
     stored = ctx.store.job_secrets(record.id) if REDACTED in spec.env.values() else {}
-    runnable = with_secrets(spec, stored)
+    runnable = with_secrets(spec, stored, ctx.profile)
     return JobSubmission(record.id, runnable, record.owner, ctx.tenant, dependencies)
 
 

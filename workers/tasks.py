@@ -12,6 +12,7 @@ which the client raises again as the same error class.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from jobgate.client import routing
 from jobgate.client.errors import BackendError, JobgateError, JobNotFoundError
 from jobgate.client.ids import check_job_id
 from jobgate.client.models import ClusterName
+from jobgate.client.submit_queue import DRAINERS
 from jobgate.workers import operations, polling, reconcile, submission
 from jobgate.workers.app import app
 from jobgate.workers.backends.base import Stream
@@ -34,6 +36,10 @@ from jobgate.workers.runtime import runtime
 log = logging.getLogger(__name__)
 
 SUBMIT_RETRIES = 5
+#: How long one drain_submits message runs before it hands over to a new one.
+DRAIN_MAX_S = 60.0
+#: How long after the first lapse of other drainers' claims a sweep looks at them.
+SWEEP_MARGIN_S = 0.5
 #: Answers hold job records and job output: keep them out of worker logs and
 #: Flower, which show the first `resultrepr_maxsize` characters of every result.
 PRIVATE_RESULT_REPR = 1
@@ -46,6 +52,7 @@ ChunkBytes = Annotated[int, Field(ge=1, le=routing.LOGS_MAX_BYTES)]
 StageStep = Literal["begin", "complete", "abort"]
 ByteCount = Annotated[int, Field(ge=0, le=5 * 1024**4)]
 SubmitBatch = Annotated[list[JobId], Field(min_length=1, max_length=routing.SUBMIT_BATCH_MAX)]
+DrainerSlot = Annotated[int, Field(ge=0, le=DRAINERS)]
 AnyTask = Task[Any, Any]
 
 
@@ -122,24 +129,65 @@ def submit_batch(self: AnyTask, job_ids: SubmitBatch, cluster: ClusterName) -> N
     """Submit a batch of a cluster's jobs (Gateway.submit_many), one after the other.
 
     One message for many jobs; each job is still submitted exactly once (a redelivered
-    batch finds its submitted jobs recorded). A job that needs another try, or that is
-    on another cluster, gets a ``jobgate.submit`` message of its own.
+    batch finds its submitted jobs recorded).
     """
     ctx = _served_cluster(self, cluster)
     for job_id in job_ids:
-        try:
-            outcome = submission.submit_job(ctx, job_id)
-        except BackendError as e:
-            if not e.transient:
-                submission.fail_submission(ctx, job_id, e)
-                log.error("submit of job %s failed: %s", job_id, e)
-                continue
-            log.warning("submit of job %s failed, will retry on its own: %s", job_id, e)
-            ctx.send(routing.SUBMIT, job_id, countdown=_retry_pause_s(ctx, 0))
-            continue
-        if outcome is submission.SubmitOutcome.MISROUTED:
-            ctx.send(routing.SUBMIT, job_id)  # without the cluster: the taker forwards it
-        log.debug("submit of job %s: %s", job_id, outcome)
+        _submit_one_of_many(ctx, job_id)
+
+
+@app.task(base=CheckedTask, name=routing.DRAIN_SUBMITS, bind=True, ignore_result=True)
+def drain_submits(
+    self: AnyTask, cluster: ClusterName, slot: DrainerSlot, done: JobId | None = None
+) -> None:
+    """Submit the jobs of the cluster's submit queue one after the other until it is
+    empty, as the drainer of `slot` (client/submit_queue.py); `done`: the job whose
+    claim the drain message before this one handed over.
+
+    Slot 0 is a sweep, sent where claims of other drainers are left: it queues again
+    those that lapsed and drains as the slot it arms, if any. A drain that has run for
+    DRAIN_MAX_S hands over to a new message of its slot, so that no task outlasts the
+    broker's visibility timeout.
+    """
+    ctx = _served_cluster(self, cluster, client_facing=True)
+    if slot == 0:
+        slot = ctx.submit_queue.enqueue(cluster)
+        if not slot:
+            return
+    handover_at = time.monotonic() + DRAIN_MAX_S
+    drained = 0
+    while True:
+        claim = ctx.submit_queue.claim(cluster, slot, done)
+        if claim.job_id is None:
+            break
+        _submit_one_of_many(ctx, claim.job_id)
+        done, drained = claim.job_id, drained + 1
+        if time.monotonic() > handover_at:
+            ctx.send(routing.DRAIN_SUBMITS, cluster, slot, done)
+            log.info("drainer %d of %s handed over after %d jobs", slot, cluster, drained)
+            return
+    if claim.first_lapse_s is not None:
+        # Jobs other drainers took: should theirs have died, these come back then.
+        ctx.send(routing.DRAIN_SUBMITS, cluster, 0, countdown=claim.first_lapse_s + SWEEP_MARGIN_S)
+    log.debug("drainer %d of %s: %d jobs", slot, cluster, drained)
+
+
+def _submit_one_of_many(ctx: ClusterContext, job_id: str) -> None:
+    """Submit one job of a batch or a drain. A job that needs another try, or that is
+    on another cluster, gets a ``jobgate.submit`` message of its own."""
+    try:
+        outcome = submission.submit_job(ctx, job_id)
+    except BackendError as e:
+        if not e.transient:
+            submission.fail_submission(ctx, job_id, e)
+            log.error("submit of job %s failed: %s", job_id, e)
+            return
+        log.warning("submit of job %s failed, will retry on its own: %s", job_id, e)
+        ctx.send(routing.SUBMIT, job_id, countdown=_retry_pause_s(ctx, 0))
+        return
+    if outcome is submission.SubmitOutcome.MISROUTED:
+        ctx.send(routing.SUBMIT, job_id)  # without the cluster: the taker forwards it
+    log.debug("submit of job %s: %s", job_id, outcome)
 
 
 def _retry_pause_s(ctx: ClusterContext, retries: int) -> float:

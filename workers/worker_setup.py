@@ -159,8 +159,21 @@ def _check_clock(clock: ServerClock) -> None:
         )  # fmt: skip
 
 
+class _MaskingWarningFilter(logging.Filter):
+    """Drops kombu's "defaulting to insecure SSL behaviour" warning, which here is about
+    no connection at all: Celery builds a kombu Connection from the bare broker URL only
+    to mask its password (in the ``conf`` control reply Flower asks for), and kombu
+    warns that a rediss:// URL without TLS options would not be verified. The real
+    connections carry ``broker_use_ssl`` (client/tls.py); installed only when they do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Secure redis scheme specified (rediss)")
+
+
 def install(app: Celery) -> None:
     install_transports()
+    if app.conf.broker_use_ssl:
+        logging.getLogger("kombu.connection").addFilter(_MaskingWarningFilter())
     signals.celeryd_after_setup.connect(_serve_profiles, weak=False)
     install_log_scrubbing()
     app.steps["worker"].add(Housekeeping)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from celery.result import AsyncResult
 
 from jobgate.client import Gateway, JobSpec, JobStatus
 from jobgate.client import bundle as bundles
@@ -121,6 +122,9 @@ def test_s3_down_at_output_time_leaves_outputs_incomplete_until_reconcile_keeps_
     assert [f.path for f in kept.files] == ["r.txt"]
     (path,) = job.retrieve(tmp_path / "got", logs=False)
     assert path.read_text() == "result\n"
+    # The stored final result follows: Celery's store_result left the first one in place.
+    final = AsyncResult(job.result_id, app=gateway.celery).get(timeout=10)
+    assert final["outputs"]["complete"] is True
 
 
 def test_a_bundle_altered_in_s3_fails_the_job_with_a_checksum_mismatch(

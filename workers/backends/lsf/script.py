@@ -17,6 +17,13 @@ import re
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec, format_array_text
 from jobgate.client.profile_schema import LsfProfile, LsfSettings
+from jobgate.client.scheduler_options import (
+    BSUB,
+    OptionsError,
+    directive_words,
+    env_refusal,
+    owned_or_unreadable,
+)
 from jobgate.workers.backends.base import JobSubmission
 from jobgate.workers.backends.jobfiles import JobFiles, batch_script
 from jobgate.workers.backends.programs import CLUSTER_ENV, JOB_ID_ENV, OWNER_ENV, job_name
@@ -97,7 +104,19 @@ def directives(job: JobSubmission, profile: LsfProfile, files: LsfFiles) -> list
     kept = [d for d in generated if not any(skip in d for skip in settings.directives_skip)]
     extra = [line.removeprefix("#BSUB ") for line in settings.extra_directives]
     own = spec.lsf.directives if spec.lsf else []
+    _refuse_owned("lsf.directives", own, words=True)
     return [*kept, *extra, *own]
+
+
+def _refuse_owned(field: str, given: list[str], *, words: bool = False) -> None:
+    """BackendError if a job's own options hold one jobgate sets itself, or a word that
+    is no option (the policy checks the rest)."""
+    try:
+        refused = owned_or_unreadable(BSUB, directive_words(given) if words else given)
+    except OptionsError as e:
+        refused = str(e)
+    if refused:
+        raise BackendError(f"{field}: {refused}")
 
 
 def render_script(options: list[str], files: LsfFiles, array: bool) -> str:
@@ -110,6 +129,10 @@ def submit_argv(profile: LsfProfile, spec: JobSpec) -> list[str]:
     """bsub's command line (the script comes on stdin): the profile's extra arguments
     first, then the job's."""
     job_args = spec.lsf.extra_args if spec.lsf else []
+    _refuse_owned("lsf.extra_args", job_args)
+    refused = env_refusal(BSUB, spec.env)  # bsub reads LSB_*/LSF_* variables
+    if refused:
+        raise BackendError(refused)
     return ["bsub", *profile.lsf.extra_args, *job_args]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from jobgate.client.errors import BackendError
 from jobgate.client.models import JobSpec
 from jobgate.client.profile_schema import SlurmProfile
+from jobgate.client.scheduler_options import SBATCH, env_refusal, owned_or_unreadable
 from jobgate.workers.backends.base import JobSubmission
 from jobgate.workers.backends.jobfiles import JobFiles, batch_script
 from jobgate.workers.backends.programs import job_name
@@ -76,8 +77,17 @@ def render_script(options: list[str], files: SlurmFiles, array: bool) -> str:
 
 
 def submit_argv(profile: SlurmProfile, spec: JobSpec, script: Path) -> list[str]:
-    """sbatch's command line: the profile's extra arguments first, then the job's."""
+    """sbatch's command line: the profile's extra arguments first, then the job's (which,
+    like the variables of the job's env that sbatch reads as options, may never be
+    options jobgate sets itself, or words that are no options: the policy checks the
+    rest)."""
     job_args = spec.slurm.extra_args if spec.slurm else []
+    refused = owned_or_unreadable(SBATCH, job_args)
+    if refused:
+        raise BackendError(f"slurm.extra_args: {refused}")
+    refused = env_refusal(SBATCH, spec.env)  # sbatch reads SBATCH_* variables as options
+    if refused:
+        raise BackendError(refused)
     return ["sbatch", "--parsable", *profile.slurm.extra_args, *job_args, str(script)]
 
 
