@@ -60,16 +60,19 @@ _COMMON = ("ping", "time", "multi", "exec", "discard", "watch", "unwatch",
 _READ_RECORDS = ("hget", "hgetall", "hmget", "lrange", "exists", "xread", "xrevrange",
                  "zcard", "zscore", "zrangebylex", "zrevrangebylex", "smembers", "mget",
                  "srem")  # fmt: skip
-#: Recording a job and its transitions (create.lua, transition.lua).
-_WRITE_RECORDS = ("hset", "hdel", "rpush", "xadd", "zadd", "zrem", "publish")
+#: Recording a job and its transitions (create.lua, transition.lua), and queueing it for
+#: a worker to submit (submit_enqueue.lua: lapsed claims back, a drainer slot armed).
+_WRITE_RECORDS = ("hset", "hdel", "rpush", "xadd", "zadd", "zrem", "publish",
+                  "zrangebyscore", "set")  # fmt: skip
 #: A Celery client: declare the queue and send (kombu), wait for the answer (the result
 #: backend's SUBSCRIBE, GET) and forget it.
 _SEND_AND_WAIT = ("lpush", "llen", "sadd", "pexpire", "get", "mget", "del",
                   "subscribe", "unsubscribe")  # fmt: skip
 #: A Celery worker besides: kombu's consumer (unacked bookkeeping and its restore, the
 #: pidbox, events, binding tables), the result backend's writes, jobgate's store and
-#: coordination (leases, locks, heartbeats, counters, retention).
-_WORKER = ("set", "setex", "incr", "incrby", "expire", "pttl", "hlen", "hincrby",
+#: coordination (leases, locks, heartbeats, counters, retention), the submit queue's
+#: claims (submit_claim.lua).
+_WORKER = ("setex", "incr", "incrby", "expire", "pttl", "hlen", "hincrby", "zpopmin",
            "zrange", "zrangebyscore", "zrevrangebyscore", "psubscribe", "punsubscribe")  # fmt: skip
 #: Consuming a queue: only on the queues a worker serves (a selector, with --clusters).
 _CONSUME = ("brpop", "rpop")

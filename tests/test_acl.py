@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from jobgate.client import Gateway, JobSpec, JobStatus, acl
+from jobgate.client import Gateway, JobSpec, JobStatus, acl, routing
 from jobgate.client.errors import ClusterNotServedWarning, PermissionDeniedError
 from jobgate.client.keys import Keys
 from scripts import devstack
@@ -257,7 +257,8 @@ def test_a_whole_run_on_the_minimal_users_is_never_refused(
     def flower_saw() -> dict[str, Any] | None:
         tasks = flower.get_json("/api/tasks")
         names = {t["name"] for t in tasks.values()}
-        return tasks if {"jobgate.submit", "jobgate.cancel", "jobgate.logs"} <= names else None
+        wanted = {routing.DRAIN_SUBMITS, routing.CANCEL, routing.LOGS, routing.MONITOR}
+        return tasks if wanted <= names else None
 
     wait_for(flower_saw, what="Flower to show tenant A's tasks")
     shown = flower.get_json("/api/workers?refresh=1")
