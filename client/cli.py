@@ -22,7 +22,7 @@ import click
 import yaml
 from click.core import ParameterSource
 
-from jobgate.client import routing
+from jobgate.client import acl, routing
 from jobgate.client.connection import (
     PROFILES_ENV,
     TENANT_ENV,
@@ -467,6 +467,86 @@ def list_jobs(
     for r in connection.gateway().list(query):
         line = f"{r.id}  {r.status.value:<9}  {r.cluster:<12}  {r.name:<20}  {r.created_at:%F %T}"
         click.echo(line[:width])
+
+
+# -- jobgate acl: Redis ACL users of a tenant (client/acl.py) ---------------------------
+
+
+@main.command(name="acl")
+@click.option(
+    "--role",
+    type=click.Choice(acl.ROLES),
+    required=True,
+    help="submitter, worker (a gateway host), viewer (dashboards) or flower.",
+)
+@click.option("--user", "user", required=True, help="The Redis ACL user name.")
+@click.option(
+    "--password-env",
+    metavar="VAR",
+    default=None,
+    help="Environment variable holding the password (only its SHA-256 is printed).",
+)
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    default=None,
+    help="File whose first line is the password (only its SHA-256 is printed).",
+)
+@click.option(
+    "--clusters",
+    default=None,
+    metavar="NAME,...",
+    help="worker: consume only these clusters' queues (default: all of the tenant).",
+)
+@click.option(
+    "--db",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Redis database number of the URLs (kombu's channels carry it).",
+)
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["setuser", "aclfile"]),
+    default="setuser",
+    show_default=True,
+    help="ACL SETUSER commands for redis-cli, or aclfile lines.",
+)
+@pass_connection
+def acl_user(
+    connection: Connection,
+    role: acl.Role,
+    user: str,
+    password_env: str | None,
+    password_file: Any,
+    clusters: str | None,
+    db: int,
+    form: acl.Format,
+) -> None:
+    """Print the Redis ACL rules of one user of the tenant (--tenant) in ROLE: its key
+    prefix, its exact pub/sub channels and the commands jobgate, Celery and Flower use.
+
+    Without --password-env/--password-file the password is a placeholder to replace."""
+    if password_env and password_file:
+        raise click.UsageError("give --password-env or --password-file, not both")
+    names = [c.strip() for c in clusters.split(",") if c.strip()] if clusters else []
+    access = acl.grant(role, connection.tenant, clusters=names, db=db)
+    password: str | None = None
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise click.UsageError(f"environment variable {password_env} is not set")
+    elif password_file:
+        password = password_file.readline().rstrip("\r\n")
+    line = acl.render(user, acl.user_rules(user, access, password), form)
+    if password is None:
+        click.echo(
+            f"{PROG} acl: password left as {acl.PLACEHOLDER_PASSWORD}: replace it "
+            "(or pass --password-env/--password-file)",
+            err=True,
+        )
+    click.echo(line)
 
 
 def run() -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from kombu.exceptions import OperationalError
 
+from jobgate.client import acl
 from jobgate.client.errors import BrokerTlsError, BrokerUnavailableError, ConfigurationError
 from jobgate.client.sentinel import (
     SENTINEL_FORM,
@@ -101,19 +102,26 @@ def connect(url: str) -> redis.Redis:
 
 
 @contextmanager
-def broker_errors(url: str) -> Iterator[None]:
-    """Turn redis-py and kombu connection, authentication and permission failures into
-    BrokerUnavailableError (BrokerTlsError when TLS is what failed, saying how)."""
+def broker_errors(url: str, operation: str = "a command") -> Iterator[None]:
+    """Turn redis-py and kombu connection and authentication failures into
+    BrokerUnavailableError (BrokerTlsError when TLS is what failed, saying how), and an
+    ACL refusal (NOPERM) of `operation` into PermissionDeniedError."""
     try:
         yield
     except (
         redis.ConnectionError,
         redis.TimeoutError,
         redis.AuthenticationError,
-        redis.exceptions.NoPermissionError,
-        redis.exceptions.ReadOnlyError,
+        redis.exceptions.ResponseError,  # NOPERM, from a command or from a script
         OperationalError,
     ) as e:
+        refused = acl.denied(url, mask_url(url), operation, e)
+        if refused is not None:
+            raise refused from e
+        if isinstance(e, redis.exceptions.ResponseError) and not isinstance(
+            e, redis.exceptions.ReadOnlyError
+        ):
+            raise
         problem = tls_problem(e)
         if problem is None and is_sentinel(url):
             problem = parse_sentinel_url(url).tls_problem()
@@ -144,7 +152,7 @@ def guarded(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
 
     @functools.wraps(method)
     def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        with broker_errors(self.url):
+        with broker_errors(self.url, method.__qualname__):
             return method(self, *args, **kwargs)
 
     return wrapper

@@ -29,6 +29,28 @@ class BrokerUnavailableError(JobgateError):
         self.cause = cause
 
 
+class PermissionDeniedError(BrokerUnavailableError, PermissionError):
+    """Redis refused a command by ACL (NOPERM): the ACL user lacks the permission.
+
+    A BrokerUnavailableError, so that whatever must happen when Redis cannot be used
+    (a recorded job that cannot be queued is marked FAILED) happens; but never ridden
+    out as an outage: waiting does not grant a permission.
+    """
+
+    def __init__(self, url: str, user: str, operation: str, refused: str, said: str) -> None:
+        cause = f"ACL user {user!r} lacks the permission: {refused} (Redis: {said})"
+        JobgateError.__init__(
+            self,
+            f"Redis at {url} refused {operation}: {cause}; ask the operator for a user "
+            "whose role allows it (jobgate acl)",
+        )
+        self.url = url
+        self.cause = cause
+        self.user = user
+        self.operation = operation
+        self.refused = refused
+
+
 class BrokerTlsError(BrokerUnavailableError):
     """Redis could not be reached over TLS: the cause says which of an untrusted CA, an
     expired certificate, a name mismatch, a plain-text server or a refused client

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from jobgate.client.errors import BrokerUnavailableError
+from jobgate.client.errors import BrokerUnavailableError, PermissionDeniedError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +46,8 @@ class OutageRider:
         while True:
             try:
                 result = fn(*args, **kwargs)
+            except PermissionDeniedError:
+                raise  # an ACL refusal is no outage: waiting grants nothing
             except BrokerUnavailableError as e:
                 self._wait_out(e)
                 continue

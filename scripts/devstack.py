@@ -106,16 +106,29 @@ class Service:
 
 class RedisServer(Service):
     """redis-server on a free loopback port, keeping nothing on disk unless `config`
-    (a redis.conf to load first) says so; port, bind and dir are always ours."""
+    (a redis.conf to load first) says so; port, bind and dir are always ours.
+    `extra_args` go on the command line after the config (e.g. ``--aclfile PATH``);
+    `auth` (user, password) is what `client()` logs in as, for a server whose default
+    user is off."""
 
     name = "redis"
     #: The program, and the Debian package that installs it.
     program = "redis-server"
 
-    def __init__(self, log_dir: Path, port: int | None = None, config: Path | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: Path,
+        port: int | None = None,
+        config: Path | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         super().__init__(log_dir)
         self.port = port or free_port()
         self.config = config
+        self.extra_args = extra_args
+        self.auth = auth
 
     @property
     def url(self) -> str:
@@ -123,7 +136,9 @@ class RedisServer(Service):
 
     def client(self) -> redis.Redis:
         """A plain redis-py client of this one server (for the tests' own look-ups)."""
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        username, password = self.auth or (None, None)
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5,
+                           username=username, password=password)  # fmt: skip
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         server = shutil.which(self.program)
@@ -137,7 +152,7 @@ class RedisServer(Service):
             else [server, "--save", "", "--appendonly", "no"]
         )
         argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.log_dir)]
-        self._spawn(argv)
+        self._spawn([*argv, *self.extra_args])
         wait_until(self._pong, timeout_s, f"redis-server on port {self.port}")
         return self
 
@@ -158,7 +173,7 @@ class RedisServer(Service):
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, no default user
         except OSError:
             return False
 
