@@ -23,7 +23,9 @@ from jobgate.client import lua
 from jobgate.client.connection import guarded
 from jobgate.client.keys import Keys
 
-#: The most drainers of one cluster at a time.
+#: The most drainers of one cluster at a time: fewer than a worker's default pool of 4
+#: processes, so that a burst of submits leaves one for poll steps and calls (4 drainers
+#: held up another cluster's polling in tests/faults/test_flood.py).
 DRAINERS = 3
 #: Queued jobs per armed drainer beyond which another one is armed.
 JOBS_PER_DRAINER = 8

@@ -36,8 +36,9 @@ from jobgate.workers.runtime import runtime
 log = logging.getLogger(__name__)
 
 SUBMIT_RETRIES = 5
-#: How long one drain_submits message runs before it hands over to a new one.
-DRAIN_MAX_S = 60.0
+#: How long one drain_submits message runs before it hands over to a new one: the
+#: worker's other tasks (a poll step, a user's logs) get a pool process in between.
+DRAIN_MAX_S = 5.0
 #: How long after the first lapse of other drainers' claims a sweep looks at them.
 SWEEP_MARGIN_S = 0.5
 #: Answers hold job records and job output: keep them out of worker logs and
@@ -146,8 +147,8 @@ def drain_submits(
 
     Slot 0 is a sweep, sent where claims of other drainers are left: it queues again
     those that lapsed and drains as the slot it arms, if any. A drain that has run for
-    DRAIN_MAX_S hands over to a new message of its slot, so that no task outlasts the
-    broker's visibility timeout.
+    DRAIN_MAX_S hands over to a new message of its slot, so that a burst of submits
+    holds no pool process for long.
     """
     ctx = _served_cluster(self, cluster, client_facing=True)
     if slot == 0:
