@@ -78,12 +78,17 @@ class ClusterContext:
         return finalize.finalize_many(self, job_ids)
 
     def send(
-        self, task: str, *args: Any, poll_queue: bool = False, countdown: float | None = None
+        self,
+        task: str,
+        *args: Any,
+        poll_queue: bool = False,
+        countdown: float | None = None,
+        retries: int = 0,
     ) -> None:
         """Queue `task` for this cluster: on its client-facing queue, or on its poll queue
-        (polling chain and reconcile, where countdowns never hold up a submit)."""
+        (polling chain and reconcile, where countdowns never hold up a submit); `retries`:
+        the tries it had already (Celery's ``request.retries``)."""
         queue = routing.poll_queue(self.name) if poll_queue else routing.queue(self.name)
         # These tasks store no result: nothing for the sender to subscribe to.
-        self.app.send_task(
-            task, args=list(args), queue=queue, countdown=countdown, ignore_result=True
-        )
+        self.app.send_task(task, args=list(args), queue=queue, countdown=countdown,
+                           ignore_result=True, retries=retries)  # fmt: skip

@@ -174,8 +174,14 @@ def drain_submits(
 
 
 def _submit_one_of_many(ctx: ClusterContext, job_id: str) -> None:
-    """Submit one job of a batch or a drain. A job that needs another try, or that is
-    on another cluster, gets a ``jobgate.submit`` message of its own."""
+    """Submit one job of a batch or a drain, and none of its failures stops the others.
+
+    A transient failure hands the job to a ``jobgate.submit`` of its own that counts this
+    try as its first (so a job gets SUBMIT_RETRIES + 1 tries however it came). A job on
+    another cluster goes to its own message too. An unexpected error is logged and the
+    job left NEW, as a failed ``jobgate.submit`` leaves it: reconcile adopts it if it
+    reached the scheduler, or re-sends its submit after `resubmit_after_s`.
+    """
     try:
         outcome = submission.submit_job(ctx, job_id)
     except BackendError as e:
@@ -183,8 +189,11 @@ def _submit_one_of_many(ctx: ClusterContext, job_id: str) -> None:
             submission.fail_submission(ctx, job_id, e)
             log.error("submit of job %s failed: %s", job_id, e)
             return
-        log.warning("submit of job %s failed, will retry on its own: %s", job_id, e)
-        ctx.send(routing.SUBMIT, job_id, countdown=_retry_pause_s(ctx, 0))
+        log.warning("submit of job %s failed, will retry: %s", job_id, e)
+        ctx.send(routing.SUBMIT, job_id, ctx.name, countdown=_retry_pause_s(ctx, 0), retries=1)
+        return
+    except Exception:
+        log.exception("submit of job %s failed unexpectedly; reconcile takes it up", job_id)
         return
     if outcome is submission.SubmitOutcome.MISROUTED:
         ctx.send(routing.SUBMIT, job_id)  # without the cluster: the taker forwards it
