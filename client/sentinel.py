@@ -53,9 +53,12 @@ class SentinelUrl:
     #: how to reach the sentinels and the master over TLS; None: in plain text
     tls: TlsSettings | None = None
 
+    def _over_tls(self) -> dict[str, Any]:
+        """redis-py's connection options for TLS, or none in plain text."""
+        return {"ssl": True, **self.tls.options()} if self.tls else {}
+
     def _sentinel_kwargs(self) -> dict[str, Any]:
-        over_tls = {"ssl": True, **self.tls.options()} if self.tls else {}
-        return {**_SENTINEL_CONNECTION, **over_tls}
+        return {**_SENTINEL_CONNECTION, **self._over_tls()}
 
     def transport_options(self) -> dict[str, Any]:
         """kombu's and Celery's transport options for reaching the master."""
@@ -82,14 +85,13 @@ class SentinelUrl:
         each new connection, so after a failover it reaches the promoted replica."""
         # redis.sentinel has no type hints
         sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs())  # type: ignore[no-untyped-call]
-        over_tls = {"ssl": True, **self.tls.options()} if self.tls else {}
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             self.master_name,
             db=self.db,
             username=self.username,
             password=self.password,
             **connection,
-            **over_tls,
+            **self._over_tls(),
         )
         return client
 

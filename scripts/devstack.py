@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis
 from celery import Celery
@@ -140,7 +140,7 @@ class RedisServer(Service):
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5,
                            username=username, password=password)  # fmt: skip
 
-    def start(self, timeout_s: float = 10.0) -> RedisServer:
+    def start(self, timeout_s: float = 10.0) -> Self:
         server = shutil.which(self.program)
         if server is None:
             raise RuntimeError(
@@ -151,10 +151,14 @@ class RedisServer(Service):
             if self.config
             else [server, "--save", "", "--appendonly", "no"]
         )
-        argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.log_dir)]
+        argv += [*self._listen_args(), "--bind", "127.0.0.1", "--dir", str(self.log_dir)]
         self._spawn([*argv, *self.extra_args])
-        wait_until(self._pong, timeout_s, f"redis-server on port {self.port}")
+        wait_until(self._pong, timeout_s, f"{self.program} on port {self.port}")
         return self
+
+    def _listen_args(self) -> list[str]:
+        """How the server listens on `port` (a TLS server says it otherwise)."""
+        return ["--port", str(self.port)]
 
     def restart(self, *, crash: bool = False, down_s: float = 0.0) -> RedisServer:
         """Stop (SIGTERM, so it persists what its config says; with `crash`, SIGKILL) and

@@ -41,45 +41,40 @@ def finalize(ctx: ClusterContext, job_id: str) -> None:
 
 def finalize_many(ctx: ClusterContext, job_ids: Sequence[str]) -> list[JobRecord]:
     """Finalize these finished jobs: their records read in one round trip, their results
-    stored in one and their keys retired in one (a job whose outputs are still to keep
-    goes alone, under its outputs lock). Returns the records of those that exist, as
-    finalized."""
-    done, plain = [], []
+    stored in one and their keys retired in one (the outputs of a job that stages files
+    are kept first, job by job, under its outputs lock). Returns the records of those
+    that exist, as finalized."""
+    done, settled = [], []
     for job_id, record in zip(job_ids, ctx.store.get_many(job_ids), strict=True):
         if record is None:
             ctx.store.mark_finalized(job_id)
-        elif stages_files(record) and record.outputs is None:
-            done.append(_finalize_keeping_outputs(ctx, record))
-        else:
-            plain.append(record)
-    store_results(ctx, plain)
-    ctx.store.retire([r.id for r in plain])
-    for record in plain:
-        _log_finished(record)
-    return done + plain
+            continue
+        if stages_files(record) and record.outputs is None:
+            kept = _keep_outputs(ctx, record)
+            if kept is None:
+                done.append(record)  # another finalize keeps them, and finishes the job
+                continue
+            record = kept
+        done.append(record)
+        settled.append(record)
+    store_results(ctx, settled)
+    ctx.store.retire([r.id for r in settled])
+    for record in settled:
+        log.info("job %s finished: %s%s", record.id, record.status.value,
+                 f" ({record.reason})" if record.reason else "")  # fmt: skip
+    return done
 
 
-def _finalize_keeping_outputs(ctx: ClusterContext, record: JobRecord) -> JobRecord:
-    store, job_id = ctx.store, record.id
-    with ctx.coordination.outputs_lock(job_id, OUTPUTS_LOCK_S) as taken:
+def _keep_outputs(ctx: ClusterContext, record: JobRecord) -> JobRecord | None:
+    """The record with its outputs kept (or marked incomplete); None if another finalize
+    holds the job's outputs lock."""
+    with ctx.coordination.outputs_lock(record.id, OUTPUTS_LOCK_S) as taken:
         if not taken:
-            return record  # another finalize keeps them, and finishes the job
-        record = store.get(job_id)  # what a finalize that held the lock before kept
+            return None
+        record = ctx.store.get(record.id)  # what a finalize that held the lock before kept
         if record.outputs is None:
             record = record_outputs(ctx, record, keep_outputs(ctx, record))
-    store_results(ctx, [record])
-    store.retire([job_id])
-    _log_finished(record)
     return record
-
-
-def _log_finished(record: JobRecord) -> None:
-    log.info(
-        "job %s finished: %s%s",
-        record.id,
-        record.status.value,
-        f" ({record.reason})" if record.reason else "",
-    )
 
 
 def store_results(ctx: ClusterContext, records: Sequence[JobRecord]) -> None:

@@ -146,21 +146,13 @@ class TlsRedisServer(devstack.RedisServer):
             decode_responses=True, socket_timeout=5, **extra,
         )  # fmt: skip
 
-    def _first_args(self) -> list[str]:
-        return ["--save", "", "--appendonly", "no"]
-
-    def start(self, timeout_s: float = 10.0) -> TlsRedisServer:
-        program = shutil.which(self.program)
-        if program is None:
-            raise RuntimeError(f"{self.program} is not installed (apt-get install -y redis-server)")
-        argv = [program, *self._first_args(), "--port", "0", "--tls-port", str(self.port)]
-        argv += ["--bind", "127.0.0.1", "--dir", str(self.log_dir)]
-        argv += ["--tls-cert-file", str(self.server.cert), "--tls-key-file", str(self.server.key)]
-        argv += ["--tls-ca-cert-file", str(self.authority.cert)]
-        argv += ["--tls-auth-clients", "yes" if self.client_auth else "no"]
-        self._spawn(argv)
-        devstack.wait_until(self._pong, timeout_s, f"redis-server (TLS) on port {self.port}")
-        return self
+    def _listen_args(self) -> list[str]:
+        return [
+            "--port", "0", "--tls-port", str(self.port),
+            "--tls-cert-file", str(self.server.cert), "--tls-key-file", str(self.server.key),
+            "--tls-ca-cert-file", str(self.authority.cert),
+            "--tls-auth-clients", "yes" if self.client_auth else "no",
+        ]  # fmt: skip
 
     def _pong(self) -> bool:
         if not self.running():
@@ -198,9 +190,6 @@ class TlsSentinel(TlsRedisServer):
         self.config.write_text(
             f"sentinel monitor {master_name} 127.0.0.1 {master.port} 1\ntls-replication yes\n"
         )
-
-    def _first_args(self) -> list[str]:
-        return [str(self.config)]
 
     @property
     def url(self) -> str:
